@@ -1,0 +1,32 @@
+"""Logging set-up shared by the command line and worker processes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+DATE_FORMAT = "%H:%M:%S"
+
+
+def configure_console(verbose: bool = False, prefix: str = "") -> None:
+    """Send agetune's log records to stderr, one line each, optionally prefixed (a worker's name)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(prefix + FORMAT, DATE_FORMAT))
+    root = logging.getLogger("tuner")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def attach_log_file(path: Path, prefix: str = "") -> None:
+    """Also append agetune's log records to `path` (the run folder's search.log)."""
+    root = logging.getLogger("tuner")
+    resolved = str(path.resolve())
+    if any(getattr(handler, "baseFilename", None) == resolved for handler in root.handlers):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(prefix + "%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root.addHandler(handler)
