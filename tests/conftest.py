@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,23 @@ def real_faces() -> DatasetLayout:
     if not (REAL_FACES / "labels.csv").is_file():
         pytest.skip(f"real face photos not found at {REAL_FACES}; their licence forbids shipping them")
     return DatasetLayout(REAL_FACES)
+
+
+@pytest.fixture(autouse=True)
+def reset_agetune_logging() -> Iterator[None]:
+    """Undo the CLI's logging set-up after each test, so that caplog sees agetune's records in the next."""
+    yield
+    logger = logging.getLogger("tuner")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-trial search on synthetic faces; read it, never write into it."""
+    from tests.tiny_run import make_tiny_run
+
+    return make_tiny_run(tmp_path_factory.mktemp("tiny"))

@@ -10,6 +10,10 @@ FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 
 
+class RunLogHandler(logging.FileHandler):
+    """The file handler that writes a run folder's search.log."""
+
+
 def configure_console(verbose: bool = False, prefix: str = "") -> None:
     """Send agetune's log records to stderr, one line each, optionally prefixed (a worker's name)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -24,9 +28,17 @@ def attach_log_file(path: Path, prefix: str = "") -> None:
     """Also append agetune's log records to `path` (the run folder's search.log)."""
     root = logging.getLogger("tuner")
     resolved = str(path.resolve())
-    if any(getattr(handler, "baseFilename", None) == resolved for handler in root.handlers):
-        return
+    for handler in list(root.handlers):
+        if getattr(handler, "baseFilename", None) == resolved:
+            return
+        if isinstance(handler, RunLogHandler):
+            # One process works on one run at a time; an earlier run's log must not receive this one's lines.
+            root.removeHandler(handler)
+            handler.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    if root.level == logging.NOTSET:
+        # The run's log keeps one line per trial also when no console was configured (library use).
+        root.setLevel(logging.INFO)
+    handler = RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(prefix + "%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
     root.addHandler(handler)
