@@ -617,7 +617,7 @@ def test_load_dataset_caps_logged_warnings(make_faces: MakeFaces, caplog: pytest
     for index in range(1, 16):
         (layout.images_dir / f"{index:06d}.jpg").unlink()
 
-    with caplog.at_level(logging.WARNING, logger="tuner.data"):
+    with caplog.at_level(logging.WARNING, logger="tuner.data_check"):
         frame = load_dataset(layout)
 
     messages = [record.getMessage() for record in caplog.records]
