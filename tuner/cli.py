@@ -75,20 +75,51 @@ def search(
     overwrite: Annotated[bool, typer.Option(help="Delete the run folder's earlier search and start afresh.")] = False,
     mixed_precision: Annotated[str, typer.Option(help="float16 compute: auto (on with a GPU), on or off.")] = "auto",
     xla: Annotated[str, typer.Option(help="XLA compilation: auto (on with a GPU), on or off.")] = "auto",
+    workers: Annotated[int | None, typer.Option(help="Train trials in parallel in this many CPU-only worker processes, each on an equal share of the cores.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Train trials in parallel, one worker per GPU: all, a count (2) or GPU indices (0,2,3).")] = None,
+    gpus_per_trial: Annotated[int, typer.Option(help="GPUs per worker with --gpus; a trial trains on them with MirroredStrategy and a global batch of batch_size x this.")] = 1,
+    role: Annotated[str | None, typer.Option(help="Run one part of a search across machines: chief (the oracle, no training) or worker.")] = None,
+    oracle_address: Annotated[str | None, typer.Option(help="HOST:PORT of the oracle. The chief listens there (pass 0.0.0.0:PORT to accept other machines; no authentication), workers connect to it.")] = None,
+    worker_id: Annotated[str | None, typer.Option(help="Id of this worker with --role worker, unique in the search; restart a crashed worker with the same id to rerun its trial.")] = None,
+    supervised: Annotated[bool, typer.Option(hidden=True, help="Set by agetune on the chief and workers it starts itself.")] = False,
 ) -> None:
-    """Run a Keras Tuner search; run it again to resume after any interruption."""
+    """Run a Keras Tuner search; run it again to resume after any interruption.
+
+    With --workers or --gpus, trials run in parallel worker processes on this
+    machine; with --role, this process is one part of a search across machines.
+    """
+    from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ParallelOptions,
+                                   SearchTerminated, run_parallel_search)
     from tuner.search import SearchOptions, run_search
 
     options = SearchOptions(space=space, data=data, layout=_layout_options(labels, images, file_column, age_column),
                             run_dir=run, tuner=tuner, weights=weights, image_size=image_size, max_epochs=max_epochs,
                             max_trials=max_trials, limit=limit, overwrite=overwrite,
                             mixed_precision=mixed_precision, xla=xla)
+    parallel = ParallelOptions(workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial, role=role,
+                               oracle_address=oracle_address, worker_id=worker_id, supervised=supervised)
+    resume = " ".join(shlex.quote(part) for part in ["agetune", *sys.argv[1:]] if part != "--overwrite")
+    in_progress = "trials in progress" if parallel.enabled else "trial in progress"
     try:
-        summary = guarded(lambda: run_search(options))
+        parallel.validate()
+        summary = run_parallel_search(options, parallel) if parallel.enabled else run_search(options)
+    except AgetuneError as error:
+        # The supervisor distinguishes a fatal error of its child from a crash, which it restarts, by this exit code.
+        _fail(str(error), EXIT_CHILD_FATAL if supervised else 1)
     except KeyboardInterrupt:
-        command = " ".join(shlex.quote(part) for part in ["agetune", *sys.argv[1:]] if part != "--overwrite")
-        typer.echo(f"\nSearch interrupted; the trial in progress will run again. Resume with:\n  {command}", err=True)
-        raise typer.Exit(130) from None
+        if not supervised:
+            typer.echo(f"\nSearch interrupted; the {in_progress} will run again. Resume with:\n  {resume}",
+                       err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SearchTerminated:
+        typer.echo(f"\nSearch stopped by SIGTERM; the {in_progress} will run again. Resume with:\n  {resume}",
+                   err=True)
+        raise typer.Exit(EXIT_TERMINATED) from None
+    if summary is None:
+        # A worker's part, or a supervised chief's, ends here; the search ends where the chief's supervisor runs.
+        if not supervised:
+            typer.echo("workers done: the oracle has no trial left for them. The chief writes the best model.")
+        return
     if summary.best_trial is None:
         _fail(f"no trial completed in {summary.run_dir}; see {summary.run_dir / 'search.log'}.")
     typer.echo(f"search complete: {summary.completed} of {summary.trials} trials completed, {summary.failed} failed; "

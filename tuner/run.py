@@ -9,6 +9,7 @@
       state.json       running, complete, interrupted or failed; start and end times
       search.log       the log of every process that worked on the search
       best_model.keras the best trial's model, written when the search completes
+      workers.json     a parallel search's processes: pids, restarts, last exit
 """
 
 from __future__ import annotations

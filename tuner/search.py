@@ -67,6 +67,9 @@ class SearchOptions:
     mixed_precision: str = "auto"
     xla: str = "auto"
     verbose: int | None = None
+    # prepare_search also logs to the run folder's search.log with this prefix on each line; None turns
+    # that off in a worker process whose supervisor forwards its output to search.log.
+    log_prefix: str | None = ""
 
     def overrides(self) -> dict[str, Any]:
         """Return the space keys that command-line options replace."""
@@ -146,6 +149,12 @@ class AgeTuner(keras_tuner.Hyperband):
         # Hyperband.__init__ would build its own oracle; the tuner base class takes ours.
         keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(run.path),
                                    project_name=run.tuner_dir.name, overwrite=False, **kwargs)
+        # Keras Tuner reloads the oracle only when this tuner id's own state file exists. A search started
+        # under another id (tuner0 in one process, chief in a parallel search) leaves only oracle.json, and
+        # a fresh oracle would number its trials from 0 again over the old ones.
+        oracle_file = Path(self.oracle._get_oracle_fname()) if not self._is_worker() else None
+        if oracle_file is not None and oracle_file.exists() and not Path(self._get_tuner_fname()).exists():
+            self.oracle.reload()
         self.run = run
         self.baseline = baseline
         self.search_started = time.monotonic()
@@ -320,7 +329,8 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     run = RunFolder(Path(options.run_dir) if options.run_dir else default_run_dir(space))
     config = _config_document(space, layout, options, synthetic)
     _claim_run_folder(run, config, options.overwrite)
-    attach_log_file(run.log_path)
+    if options.log_prefix is not None:
+        attach_log_file(run.log_path, prefix=options.log_prefix)
 
     weights_path = resolve_weights(space.setting("backbone.weights"))
 
@@ -445,17 +455,10 @@ def run_search(options: SearchOptions) -> SearchSummary:
     if mixed_precision:
         log.info("mixed precision on: float16 compute, float32 weights and output")
 
-    started = time.monotonic() - float(run.read_state().get("wall_seconds", 0.0))
-    run.update_state(status="running", started_at=_now(), hardware=hardware_summary(), argv=sys.argv)
+    started = mark_search_running(run)
     tuner = build_tuner(prepared, mixed_precision, jit_compile)
-    train, validation = build_datasets(prepared)
-    space = prepared.space
-    epochs = space.setting("training.epochs")
-    verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
     try:
-        # The training dataset shuffles itself every epoch; Keras' own shuffle flag does not apply to it.
-        tuner.search(train, validation_data=validation, epochs=epochs, callbacks=callbacks_for(space),
-                     verbose=verbose, shuffle=False)
+        search_trials(prepared, tuner, options.verbose)
     except KeyboardInterrupt:
         run.update_state(status="interrupted", interrupted_at=_now(),
                          wall_seconds=round(time.monotonic() - started, 1))
@@ -464,11 +467,43 @@ def run_search(options: SearchOptions) -> SearchSummary:
         if "consecutive failures" not in str(error):
             raise
         run.update_state(status="failed", finished_at=_now())
-        last_line = str(error).strip().splitlines()[-1]
-        raise AgetuneError(f"the search stopped after {space.setting('search.max_consecutive_failed_trials')} "
-                           f"failed trials in a row; the last error was: {last_line}. See {run.log_path} "
-                           f"and the message column of {run.trials_csv}.") from None
+        raise failed_trials_error(prepared, str(error)) from None
     return finish_search(run, started)
+
+
+def mark_search_running(run: RunFolder, **details: Any) -> float:
+    """Mark the search as running in state.json, with `details` added, and return its start time.
+
+    The start is a `time.monotonic()` reading moved back by the wall time of
+    earlier sessions of the same search, so that resumed searches add up.
+    """
+    started = time.monotonic() - float(run.read_state().get("wall_seconds", 0.0))
+    run.update_state(status="running", started_at=_now(), hardware=hardware_summary(), argv=sys.argv, **details)
+    return started
+
+
+def search_trials(prepared: PreparedSearch, tuner: AgeTuner, verbose: int | None = None,
+                  batch_size: int | None = None) -> None:
+    """Build the datasets and train the trials the oracle hands out until it stops.
+
+    `verbose` is Keras' fit verbosity; None means a progress bar on a terminal
+    and one line per epoch otherwise.
+    """
+    train, validation = build_datasets(prepared, batch_size)
+    space = prepared.space
+    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    # The training dataset shuffles itself every epoch; Keras' own shuffle flag does not apply to it.
+    tuner.search(train, validation_data=validation, epochs=space.setting("training.epochs"),
+                 callbacks=callbacks_for(space), verbose=verbose, shuffle=False)
+
+
+def failed_trials_error(prepared: PreparedSearch, message: str) -> AgetuneError:
+    """Return the error for a search that Keras Tuner stopped after too many failed trials in a row."""
+    run = prepared.run
+    last_line = message.strip().splitlines()[-1]
+    return AgetuneError(f"the search stopped after {prepared.space.setting('search.max_consecutive_failed_trials')} "
+                        f"failed trials in a row; the last error was: {last_line}. See {run.log_path} "
+                        f"and the message column of {run.trials_csv}.")
 
 
 def finish_search(run: RunFolder, started: float) -> SearchSummary:
