@@ -23,16 +23,7 @@ progress line every 30 s and writes the children's process ids and states to
 as a one-process search does. Across machines, `--role chief` and
 `--role worker` start one part each (see `run_chief` and `run_worker`).
 
-Restarts. Keras Tuner keeps the trial a worker runs in
-`oracle.ongoing_trials[worker id]`, and hands that same trial again to a
-worker that asks with the same id. So the supervisor restarts a worker that
-dies with the same id, which reruns its trial. A worker that dies
-`MAX_RESTARTS` times in a row without finishing a trial in between is
-retired: the chief then ends its trial as INVALID, so that the space's
-`max_retries_per_trial` decides between a retry on another worker and FAILED
-(the default, 0 retries, means FAILED), and forgets the worker. Without that
-the chief would wait for the dead worker forever, because it stops only when
-no trial is ongoing and every worker it has served has been told to stop.
+Restarts and retirement of crashed workers: see `tuner.supervisor`.
 
 Learning rate with `--gpus-per-trial K`: each trial trains with
 `tf.distribute.MirroredStrategy` on K GPUs and a global batch of
@@ -52,61 +43,38 @@ counts as a crash.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import datetime as dt
 import ipaddress
-import json
 import logging
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
 
 import grpc
-import keras_tuner
 import tensorflow as tf
 
+# The chief and supervisor names are re-exported too: the CLI and the tests import them from here.
+from tuner.chief import IDLE_PAUSE_SECONDS, ChiefWatcher, pause_when_idle, release_worker
 from tuner.errors import AgetuneError
-from tuner.run import RunFolder, atomic_write_json, read_trial_records, read_trials, select_best_trial
 from tuner.search import (PreparedSearch, SearchOptions, SearchSummary, build_tuner, failed_trials_error,
                           finish_search, gpu_count, mark_search_running, prepare_search, resolve_switch,
                           search_trials)
+from tuner.supervisor import (EXIT_CHILD_FATAL, MAX_RESTARTS, SUMMARY_INTERVAL, Child, ChildSpec, SearchTerminated,
+                              Supervisor, SupervisorOutcome, _now, describe_exit)
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 CHIEF_ID = "chief"
-#: Exit code of a supervised child that hit an error a restart cannot fix; the supervisor then stops the search.
-EXIT_CHILD_FATAL = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-#: Restarts of one worker in a row, without a finished trial in between, before it is retired.
-MAX_RESTARTS = 2
-#: Seconds between the progress lines of the supervisor.
-SUMMARY_INTERVAL = 30.0
-# Keras Tuner's workers ask again at once when the oracle returns an IDLE trial, which Hyperband
-# does while it waits for a round to finish. This pause keeps such a worker from spinning a CPU core.
-IDLE_PAUSE_SECONDS = 2.0
-PR_SET_PDEATHSIG = 1
 # Worker ids name files in the run folder (tuner/<id>.json), and Keras Tuner treats any id
 # that contains "chief" as the chief.
 WORKER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-class SearchTerminated(BaseException):
-    """SIGTERM reached the supervisor.
-
-    A BaseException, like KeyboardInterrupt, so that no handler of errors catches it.
-    """
 
 
 # --- Options and plans -------------------------------------------------------------------------
@@ -535,19 +503,6 @@ def describe_devices() -> str:
     return f"{len(gpus)} GPU(s)" if gpus else "CPU only"
 
 
-def pause_when_idle(client: Any) -> None:
-    """Make a worker's oracle client wait `IDLE_PAUSE_SECONDS` after each IDLE trial before it asks again."""
-    ask = client.create_trial
-
-    def create_trial(tuner_id: str) -> keras_tuner.engine.trial.Trial:
-        trial = ask(tuner_id)
-        if trial.status == keras_tuner.engine.trial.TrialStatus.IDLE:
-            time.sleep(IDLE_PAUSE_SECONDS)
-        return trial
-
-    client.create_trial = create_trial
-
-
 def oracle_error(prepared: PreparedSearch, error: grpc.RpcError, address: str) -> AgetuneError:
     """Turn a failed call to the chief into the error a user can act on."""
     details = error.details() if hasattr(error, "details") else str(error)
@@ -558,468 +513,3 @@ def oracle_error(prepared: PreparedSearch, error: grpc.RpcError, address: str) -
     first_line = details.strip().splitlines()[0] if details.strip() else "no details"
     return AgetuneError(f"the call to the oracle at {address} failed ({code}: {first_line}). Check that the chief "
                         "is running and that this machine reaches that address.")
-
-
-@keras_tuner.synchronized
-def release_worker(oracle: keras_tuner.Oracle, worker_id: str, message: str) -> tuple[str | None, str | None]:
-    """End the trial a dead worker left running, as INVALID, and forget the worker.
-
-    Returns the trial id (None if the worker held no trial) and, when ending
-    the trial exceeded `max_consecutive_failed_trials`, Keras Tuner's error.
-    Runs under the oracle's lock, like its gRPC calls.
-    """
-    oracle.tuner_ids.discard(worker_id)
-    trial = oracle.ongoing_trials.get(worker_id)
-    if trial is None:
-        return None, None
-    trial.status = keras_tuner.engine.trial.TrialStatus.INVALID
-    trial.message = message
-    try:
-        oracle.end_trial(trial)
-    except RuntimeError as error:
-        # Keras Tuner raises here after too many failed trials in a row. Caught inside this
-        # function, so that the lock taken around it is released.
-        if "consecutive failures" not in str(error):
-            raise
-        return trial.trial_id, str(error)
-    return trial.trial_id, None
-
-
-class ChiefWatcher(threading.Thread):
-    """A thread in the chief that releases retired workers and stops the chief after too many failed trials.
-
-    Supervisors mark a worker retired in the run folder's workers*.json. Only
-    marks made after this chief started count, so that a file left by an
-    earlier session never releases a worker of this one.
-    """
-
-    def __init__(self, oracle: keras_tuner.Oracle, prepared: PreparedSearch, exit_code: int,
-                 interval: float = 2.0) -> None:
-        super().__init__(name="chief-watcher", daemon=True)
-        self.oracle = oracle
-        self.prepared = prepared
-        self.exit_code = exit_code
-        self.interval = interval
-        self.started_at = time.time()
-        self.released: set[str] = set()
-
-    def run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            self.check_failures()
-            for worker_id, message in self.retired_workers():
-                self.release(worker_id, message)
-
-    def check_failures(self) -> None:
-        """Stop the chief once Keras Tuner's limit of failed trials in a row is reached."""
-        try:
-            self.oracle._check_consecutive_failures()
-        except RuntimeError as error:
-            # When a worker's end_trial call raised this, Keras Tuner left the oracle's lock held,
-            # so no further call would ever return. Stopping is the only way on.
-            self.abort(str(failed_trials_error(self.prepared, str(error))))
-
-    def retired_workers(self) -> list[tuple[str, str]]:
-        """Return (worker id, reason) for workers retired after this chief started and not yet released."""
-        found = []
-        for path in sorted(self.prepared.run.path.glob("workers*.json")):
-            try:
-                status = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                # Written atomically, so a damaged file is not agetune's and is skipped.
-                continue
-            for name, child in status.get("children", {}).items():
-                retired_at = child.get("retired_at")
-                if (child.get("role") == "worker" and child.get("status") == "retired" and name not in self.released
-                        and isinstance(retired_at, int | float) and retired_at >= self.started_at):
-                    found.append((name, child.get("reason") or f"worker {name} was retired"))
-        return found
-
-    def release(self, worker_id: str, message: str) -> None:
-        self.released.add(worker_id)
-        try:
-            trial_id, failure = release_worker(self.oracle, worker_id, message)
-        except RuntimeError as error:
-            self.abort(f"the oracle could not release retired worker {worker_id}: {error}")
-            return
-        if failure is not None:
-            self.abort(str(failed_trials_error(self.prepared, failure)))
-        if trial_id is None:
-            log.warning("retired worker %s held no trial; the oracle no longer waits for it", worker_id)
-            return
-        status = self.oracle.trials[trial_id].status
-        # The worker died before it could write the trial's record; trials.csv names it from this one.
-        record = {"trial_id": trial_id, "worker": worker_id, "status": status, "history": [], "error": message,
-                  "finished_at": _now()}
-        atomic_write_json(self.prepared.run.trials_dir / f"{trial_id}.json", record)
-        if status == keras_tuner.engine.trial.TrialStatus.INVALID:
-            log.warning("retired worker %s held trial %s; it goes back to the queue for another worker "
-                        "(max_retries_per_trial allows it)", worker_id, trial_id)
-        else:
-            log.warning("retired worker %s held trial %s; the trial is %s", worker_id, trial_id, status)
-
-    def abort(self, message: str) -> None:
-        """Log `message` as the chief's fatal error and end the process at once."""
-        log.error(message)
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        for handler in logging.getLogger("tuner").handlers:
-            handler.flush()
-        # A normal exit would wait for gRPC threads that may hang on the oracle's lock.
-        os._exit(self.exit_code)
-
-
-# --- The supervisor ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """A child process the supervisor keeps running: its name, command and extra environment."""
-
-    name: str
-    role: str
-    command: list[str]
-    environment: dict[str, str]
-    description: str
-
-
-@dataclass
-class Child:
-    """The supervisor's record of one child across its restarts."""
-
-    spec: ChildSpec
-    process: subprocess.Popen[str] | None = None
-    reader: threading.Thread | None = None
-    status: str = "starting"
-    pids: list[int] = field(default_factory=list)
-    restarts_in_a_row: int = 0
-    trials_at_start: int = 0
-    restart_at: float = 0.0
-    last_exit: str | None = None
-    last_error: str | None = None
-    retired_at: float | None = None
-    reason: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def active(self) -> bool:
-        """True while the child runs or waits for its restart."""
-        return self.status in ("starting", "running", "restarting")
-
-
-@dataclass
-class SupervisorOutcome:
-    """The end of a supervised run: an error message, or None when the search (or this machine's part) finished."""
-
-    error: str | None = None
-
-
-class Supervisor:
-    """Start children, forward their output, restart crashed workers and stop them all at the end.
-
-    Every child runs in its own process group, so that Ctrl-C at the terminal
-    reaches only the supervisor, which then stops the children in order. On
-    Linux each child also gets SIGKILL when the supervisor dies, even by
-    SIGKILL. That signal is tied to the thread that started the child, so
-    children are only ever started from the thread that calls `run`.
-    """
-
-    def __init__(self, run: RunFolder, specs: Sequence[ChildSpec], status_path: Path, oracle_address: str = "",
-                 max_restarts: int = MAX_RESTARTS, restart_delay: float = 2.0,
-                 summary_interval: float = SUMMARY_INTERVAL, stop_timeout: float = 15.0,
-                 chief_exit_timeout: float = 90.0, poll_interval: float = 0.5) -> None:
-        self.run_folder = run
-        self.children = [Child(spec) for spec in specs]
-        self.status_path = status_path
-        self.oracle_address = oracle_address
-        self.max_restarts = max_restarts
-        self.restart_delay = restart_delay
-        self.summary_interval = summary_interval
-        self.stop_timeout = stop_timeout
-        self.chief_exit_timeout = chief_exit_timeout
-        self.poll_interval = poll_interval
-        self.started = time.monotonic()
-        self.output_lock = threading.Lock()
-        self.log_file: IO[str] | None = None
-        self.chief_finished_at: float | None = None
-        self.workers_done_at: float | None = None
-
-    # Running
-
-    def run(self) -> SupervisorOutcome:
-        """Run the children until the search ends; raise KeyboardInterrupt or SearchTerminated when stopped."""
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        self.run_folder.path.mkdir(parents=True, exist_ok=True)
-        self.log_file = open(self.run_folder.log_path, "a", encoding="utf-8", buffering=1)
-        try:
-            for child in self.children:
-                self.start(child)
-            self.write_status()
-            next_summary = time.monotonic() + self.summary_interval
-            while True:
-                outcome = self.poll()
-                if outcome is not None:
-                    return outcome
-                if time.monotonic() >= next_summary:
-                    self.log_progress()
-                    next_summary = time.monotonic() + self.summary_interval
-                time.sleep(self.poll_interval)
-        finally:
-            self.stop()
-            signal.signal(signal.SIGTERM, previous)
-            self.write_status()
-            self.log_progress()
-            with self.output_lock:
-                self.log_file.close()
-                self.log_file = None
-
-    def start(self, child: Child) -> None:
-        child.trials_at_start = self.finished_trials(child.name)
-        environment = {**os.environ, **child.spec.environment, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(child.spec.command, env=environment, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                                   errors="replace", bufsize=1, start_new_session=True,
-                                   preexec_fn=_death_signal_hook())
-        child.process = process
-        child.status = "running"
-        child.pids.append(process.pid)
-        assert process.stdout is not None  # Popen was given stdout=PIPE
-        child.reader = threading.Thread(target=self.forward, args=(child, process.stdout),
-                                        name=f"output-{child.name}", daemon=True)
-        child.reader.start()
-        log.info("started %s (pid %d, %s)", child.name, process.pid, child.spec.description)
-
-    def forward(self, child: Child, stream: IO[str]) -> None:
-        """Copy a child's output line by line, prefixed with its name, to stderr and search.log."""
-        prefix = f"[{child.name}] "
-        for line in stream:
-            text = line.rstrip("\n")
-            if text.startswith("error: "):
-                child.last_error = text[len("error: "):]
-            with self.output_lock:
-                sys.stderr.write(prefix + text + "\n")
-                sys.stderr.flush()
-                if self.log_file is not None:
-                    self.log_file.write(prefix + text + "\n")
-        stream.close()
-
-    def poll(self) -> SupervisorOutcome | None:
-        """Handle children that exited; return the outcome once the search is over."""
-        now = time.monotonic()
-        for child in self.children:
-            if child.status == "restarting" and self.chief_finished_at is not None:
-                # No oracle is left to hand it a trial.
-                child.status = "stopped"
-                self.write_status()
-            if child.status == "restarting" and now >= child.restart_at:
-                self.start(child)
-                self.write_status()
-            if child.status != "running" or child.process is None:
-                continue
-            code = child.process.poll()
-            if code is None:
-                continue
-            if child.reader is not None:
-                # Wait for the last lines, which name the error if there is one.
-                child.reader.join(timeout=5)
-            child.last_exit = describe_exit(code)
-            outcome = self.handle_exit(child, code)
-            self.write_status()
-            if outcome is not None:
-                return outcome
-        return self.check_end()
-
-    def handle_exit(self, child: Child, code: int) -> SupervisorOutcome | None:
-        if code == 0:
-            child.status = "finished"
-            if child.spec.role == "chief":
-                self.chief_finished_at = time.monotonic()
-                log.info("the chief has finished: every trial has ended")
-            return None
-        child.status = "failed"
-        if code == EXIT_CHILD_FATAL:
-            return SupervisorOutcome(f"{child.name} stopped the search: {child.last_error or child.last_exit}.")
-        if child.spec.role == "chief":
-            return SupervisorOutcome(f"the chief exited unexpectedly ({child.last_exit}).")
-        if self.chief_finished_at is not None:
-            log.warning("%s exited (%s) after the chief had finished", child.name, child.last_exit)
-            return None
-        self.after_crash(child)
-        return None
-
-    def after_crash(self, child: Child) -> None:
-        """Restart a crashed worker with the same id, or retire it after too many crashes in a row."""
-        if self.finished_trials(child.name) > child.trials_at_start:
-            child.restarts_in_a_row = 0
-        if child.restarts_in_a_row < self.max_restarts:
-            child.restarts_in_a_row += 1
-            child.status = "restarting"
-            child.restart_at = time.monotonic() + self.restart_delay
-            log.warning("%s exited (%s); restarting it with the same id in %.0f s, so that it reruns its trial "
-                        "(restart %d of %d in a row)", child.name, child.last_exit, self.restart_delay,
-                        child.restarts_in_a_row, self.max_restarts)
-            return
-        child.status = "retired"
-        child.retired_at = time.time()
-        child.reason = (f"worker {child.name} exited {child.restarts_in_a_row + 1} times in a row while running "
-                        f"this trial, last with {child.last_exit}")
-        log.error("%s exited (%s) %d times in a row and is retired; the chief ends its trial, and the other "
-                  "workers go on", child.name, child.last_exit, child.restarts_in_a_row + 1)
-
-    def check_end(self) -> SupervisorOutcome | None:
-        """Return the outcome once no child is left to wait for."""
-        workers = [child for child in self.children if child.spec.role == "worker"]
-        chief = next((child for child in self.children if child.spec.role == "chief"), None)
-        workers_active = any(child.active for child in workers)
-        retired = [child.name for child in workers if child.status == "retired"]
-        now = time.monotonic()
-
-        if chief is None:
-            if workers_active:
-                return None
-            if retired and not any(child.status == "finished" for child in workers):
-                return SupervisorOutcome(f"every worker was retired after crashes ({', '.join(retired)}).")
-            return SupervisorOutcome()
-
-        if self.chief_finished_at is not None:
-            # Workers get their stop from the oracle before the chief ends; allow them to exit.
-            if workers_active and now - self.chief_finished_at < self.chief_exit_timeout:
-                return None
-            return SupervisorOutcome()
-
-        if workers_active:
-            self.workers_done_at = None
-            return None
-        # No worker is left and the chief still runs. It ends by itself if the last trials are done
-        # (Keras Tuner 1.4.8 checks every 20 s), and waits forever if not.
-        if self.workers_done_at is None:
-            self.workers_done_at = now
-        if now - self.workers_done_at < self.chief_exit_timeout:
-            return None
-        if retired:
-            return SupervisorOutcome(f"no worker is left ({', '.join(retired)} retired after crashes) and "
-                                     "trials remain.")
-        return SupervisorOutcome(f"every worker has finished, but the chief did not end within "
-                                 f"{self.chief_exit_timeout:.0f} s.")
-
-    # Stopping
-
-    def stop(self) -> None:
-        """Stop every child still running: SIGINT, then SIGKILL after `stop_timeout` seconds or a second Ctrl-C."""
-        running = [child for child in self.children if child.process is not None and child.process.poll() is None]
-        for child in self.children:
-            if child.status == "restarting":
-                child.status = "stopped"
-        if not running:
-            return
-        log.info("stopping %s", ", ".join(child.name for child in running))
-        for child in running:
-            _signal_group(child, signal.SIGINT)
-        try:
-            deadline = time.monotonic() + self.stop_timeout
-            while time.monotonic() < deadline and any(child.process.poll() is None for child in running):
-                time.sleep(0.2)
-        finally:
-            # Also reached on a second Ctrl-C while waiting: nothing may outlive the supervisor.
-            for child in running:
-                if child.process.poll() is None:
-                    log.warning("%s did not stop within %.0f s; killing it", child.name, self.stop_timeout)
-                    _signal_group(child, signal.SIGKILL)
-                child.process.wait()
-                child.last_exit = describe_exit(child.process.returncode)
-                if child.status == "running":
-                    child.status = "stopped"
-                if child.reader is not None:
-                    child.reader.join(timeout=5)
-
-    # Reporting
-
-    def finished_trials(self, worker_id: str) -> int:
-        """Return the number of trial records that `worker_id` wrote."""
-        records = read_trial_records(self.run_folder)
-        return sum(1 for record in records.values() if record.get("worker") == worker_id)
-
-    def write_status(self) -> None:
-        """Write workers.json: the supervisor's pid and, per child, its pids, state and restarts."""
-        children = {}
-        for child in self.children:
-            children[child.name] = {
-                "role": child.spec.role, "devices": child.spec.description, "status": child.status,
-                "pid": child.process.pid if child.process is not None else None, "pids": child.pids,
-                "restarts_in_a_row": child.restarts_in_a_row, "last_exit": child.last_exit,
-                "retired_at": child.retired_at, "reason": child.reason,
-            }
-        atomic_write_json(self.status_path, {"supervisor_pid": os.getpid(), "oracle": self.oracle_address,
-                                             "updated_at": _now(), "children": children})
-
-    def log_progress(self) -> None:
-        """Log one line: trials completed, running and failed, the best val MAE and the workers' states."""
-        trials = read_trials(self.run_folder)
-        statuses = trials["status"]
-        parts = [f"trials {int((statuses == 'COMPLETED').sum())} completed, {int((statuses == 'RUNNING').sum())} "
-                 f"running, {int(statuses.isin(['FAILED', 'INVALID']).sum())} failed"]
-        best = select_best_trial(trials)
-        if best is not None:
-            parts.append(f"best val_mae {best['val_mae']:.2f} (trial {best['trial_id']})")
-        states: dict[str, int] = {}
-        for child in self.children:
-            if child.spec.role == "worker":
-                states[child.status] = states.get(child.status, 0) + 1
-        parts.append("workers " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
-        parts.append(f"{_duration(time.monotonic() - self.started)} elapsed")
-        log.info("progress: %s", " | ".join(parts))
-
-
-def describe_exit(code: int) -> str:
-    """Describe a Popen return code: `exit code N`, or the signal that killed the process."""
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _signal_group(child: Child, signum: int) -> None:
-    assert child.process is not None  # only called for started children
-    try:
-        # Each child leads its own process group (start_new_session), so this reaches anything it started too.
-        os.killpg(child.process.pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _death_signal_hook() -> Callable[[], None] | None:
-    """Return a preexec_fn that has Linux send the child SIGKILL when the supervisor dies; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Looked up before the fork: the child runs the hook with a single thread, where loading a
-    # library could deadlock on a lock another thread of the parent held.
-    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        # The parent may have died between the fork and prctl; then no signal will ever come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise SearchTerminated()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -265,3 +265,12 @@ def read_trials(run: RunFolder) -> pd.DataFrame:
     frame = collect_trials(run)
     frame["trial_id"] = frame["trial_id"].astype(str)
     return frame
+
+
+def format_duration(seconds: float) -> str:
+    """Format a duration for log lines: 45s, 3m07s, 1h02m."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -38,7 +38,8 @@ from tuner.data import (DatasetLayout, load_dataset, load_split, make_dataset, s
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.hypermodel import AgeHyperModel, resolve_weights
 from tuner.logs import attach_log_file
-from tuner.run import RunFolder, atomic_write_json, atomic_write_text, select_best_trial, write_trials_csv
+from tuner.run import (RunFolder, atomic_write_json, atomic_write_text, format_duration, select_best_trial,
+                       write_trials_csv)
 from tuner.space import SearchSpace, load_space, parse_space
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def format_trial_line(trial_id: str, trials: pd.DataFrame, seconds: float, elaps
     """Return the one log line that sums up a finished trial."""
     row = trials.set_index("trial_id").loc[trial_id]
     best = select_best_trial(trials)
-    parts = [f"trial {trial_id} {str(row['status']).lower()} in {_duration(seconds)}"]
+    parts = [f"trial {trial_id} {str(row['status']).lower()} in {format_duration(seconds)}"]
     if pd.notna(row["val_mae"]):
         parts.append(f"val_mae {row['val_mae']:.2f} at epoch {int(row['best_epoch'])}")
     elif row["message"]:
@@ -253,16 +254,8 @@ def format_trial_line(trial_id: str, trials: pd.DataFrame, seconds: float, elaps
         parts.append(f"best {best['val_mae']:.2f} (trial {best['trial_id']})")
     done = int((trials["status"] == "COMPLETED").sum())
     failed = int((trials["status"] == "FAILED").sum())
-    parts.append(f"{done} done, {failed} failed, {_duration(elapsed)} elapsed")
+    parts.append(f"{done} done, {failed} failed, {format_duration(elapsed)} elapsed")
     return " | ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def gpu_count() -> int:
