@@ -551,10 +551,20 @@ except KeyboardInterrupt:
 """
 
 
+def default_sigint() -> None:
+    """Let a test's child process take SIGINT as Ctrl-C.
+
+    A shell starts background jobs with SIGINT ignored, and an ignored signal
+    stays ignored across exec, so a suite run in the background would
+    otherwise start supervisors that never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_driver(run: RunFolder) -> tuple[subprocess.Popen[bytes], list[int]]:
     """Start a supervisor of three sleeping children in its own process; return it and the children's pids."""
     driver = subprocess.Popen([sys.executable, "-c", SUPERVISOR_DRIVER, str(run.path)], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if run.log_path.exists() and run.log_path.read_text().count("] up") == 3:
@@ -608,7 +618,7 @@ def start_search(search_inputs: tuple[Path, Path], run_dir: Path, workers: int =
     with open(run_dir.parent / f"{run_dir.name}.out", "wb") as output:
         return subprocess.Popen([sys.executable, "-m", "tuner", "search", "--space", str(space), "--data",
                                  str(faces), "--run", str(run_dir), "--workers", str(workers)], cwd=REPO,
-                                stdout=output, stderr=subprocess.STDOUT)
+                                stdout=output, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
 
 
 def wait_for_log(run_dir: Path, pattern: str, process: subprocess.Popen[bytes], timeout: float = 600) -> re.Match:
