@@ -200,3 +200,18 @@ def test_imagenet_from_keras_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     cached.write_bytes(b"stand-in: only the path is checked here")
     assert resolve_weights("imagenet") == str(cached)
     assert os.environ["KERAS_HOME"] == str(tmp_path)
+
+
+def test_xla_off_with_shift_is_logged(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuner.hypermodel
+
+    monkeypatch.setattr(tuner.hypermodel, "_xla_warned", False)
+    space = load_space("baseline").with_overrides({"backbone.weights": "none", "data.image_size": 32})
+    with caplog.at_level("WARNING", logger="tuner.hypermodel"):
+        shifted = AgeHyperModel(space, None, jit_compile=True).build(keras_tuner.HyperParameters())
+    assert shifted.jit_compile is False
+    assert "XLA was requested but Keras compiled this model without it" in caplog.text
+
+    flip_only = space.with_overrides({"augmentation.width_shift": 0.0, "augmentation.height_shift": 0.0})
+    model = AgeHyperModel(flip_only, None, jit_compile=True).build(keras_tuner.HyperParameters())
+    assert model.jit_compile is True

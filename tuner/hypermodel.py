@@ -71,6 +71,20 @@ def resolve_weights(weights: str) -> str | None:
     return str(path)
 
 
+_xla_warned = False
+
+
+def _warn_xla_off_once() -> None:
+    # Keras 3.15 turns XLA off for the whole model, with a warning of its own,
+    # when one layer cannot compile: RandomTranslation, RandomRotation and
+    # RandomZoom cannot, so a trial that shifts, rotates or zooms runs without it.
+    global _xla_warned
+    if not _xla_warned:
+        log.warning("XLA was requested but Keras compiled this model without it: one of its augmentation layers "
+                    "(shift, rotation or zoom) does not support XLA.")
+        _xla_warned = True
+
+
 def build_augmentation(space: SearchSpace, hp: keras_tuner.HyperParameters, seed: int) -> list[keras.layers.Layer]:
     """Return the augmentation layers of a trial; each is active only while training."""
     layers: list[keras.layers.Layer] = []
@@ -188,6 +202,8 @@ class AgeHyperModel(keras_tuner.HyperModel):
                      keras.metrics.MeanAbsolutePercentageError(name="mape")],
             jit_compile=self.jit_compile,
         )
+        if self.jit_compile and not model.jit_compile:
+            _warn_xla_off_once()
         # Creating the optimizer's slots now, not inside the first training
         # step, spares TensorFlow a second trace of that step: about a third
         # of a trial's start-up time (47 s against 69 s at 32 px on 2 CPU cores).
