@@ -22,7 +22,7 @@ from tuner.errors import AgetuneError, RunFolderError
 from tuner.report import (age_check, age_check_curve, band_errors, baseline_trials, build_report_data,
                           chain_history, redact_photos, trial_totals, wilson_interval, write_report)
 from tuner.report_text import EN, RU, headings, texts
-from tuner.run import TRIAL_COLUMNS, open_run, read_trials
+from tuner.run import TRIAL_COLUMNS, RunFolder, open_run, read_trials
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = set(report.FIGURE_FILES)
@@ -642,3 +642,10 @@ def test_screenshot_in_chromium(english: dict[str, Any], tmp_path: Path) -> None
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 10.0
+
+
+def test_default_folder_per_language() -> None:
+    run = RunFolder(Path("runs") / "faces")
+    assert report.default_report_dir(run) == Path("reports") / "faces"
+    assert report.default_report_dir(run, "en") == Path("reports") / "faces"
+    assert report.default_report_dir(run, "ru") == Path("reports") / "faces" / "ru"

@@ -144,12 +144,25 @@ def test_consecutive_failures_stop_the_search(tmp_path: Path, faces: Path, monke
 def test_run_folder_of_another_search_is_rejected(tmp_path: Path, faces: Path) -> None:
     first = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
     prepare_search(SearchOptions(space=first, data=faces, run_dir=tmp_path / "run"))
+    # Once the tuner has state, the folder belongs to that search.
+    (tmp_path / "run" / "tuner").mkdir()
     second = write(tmp_path / "b.toml", RANDOM_SPACE.format(max_trials=2, epochs=3))
     with pytest.raises(RunFolderError) as raised:
         prepare_search(SearchOptions(space=second, data=faces, run_dir=tmp_path / "run"))
     assert str(raised.value) == (
         f"{tmp_path / 'run'} holds a search with another configuration (space.training.epochs was 1, now 3). "
         "Pass another --run folder, or --overwrite to delete it and start afresh.")
+
+
+def test_search_that_never_started_is_replaced(tmp_path: Path, faces: Path) -> None:
+    space = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(AgetuneError, match="Pass --age-column real_age"):
+        prepare_search(SearchOptions(space=space, data=faces, run_dir=run.path, layout={"age_column": "age"}))
+    assert run.config_path.exists()
+    prepared = prepare_search(SearchOptions(space=space, data=faces, run_dir=run.path))
+    assert run.read_config()["data"]["age_column"] == "real_age"
+    assert len(prepared.split) == 40
 
 
 def test_overwrite_deletes_the_earlier_search(tmp_path: Path, faces: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -425,9 +425,14 @@ def render(document: dict[str, Any], template: str, lang: str) -> str:
     return environment.get_template(template).render(lang=lang, **document)
 
 
-def default_report_dir(run: RunFolder) -> Path:
-    """Return reports/<run name>, relative to the current directory: the folder used when --out is not given."""
-    return Path("reports") / run.name
+def default_report_dir(run: RunFolder, lang: str = "en") -> Path:
+    """Return the folder used when --out is not given: reports/<run name>, and its ru/ subfolder for Russian.
+
+    The path is relative to the current directory. Each language has its own
+    folder because both write report.html and report.md.
+    """
+    folder = Path("reports") / run.name
+    return folder if lang == "en" else folder / lang
 
 
 def _clear_old_outputs(folder: Path) -> None:
@@ -447,7 +452,7 @@ def write_report(run_dir: Path, out: Path | None = None, lang: str = "en", basel
     """
     text = texts(lang)
     run = open_run(run_dir)
-    folder = Path(out) if out is not None else default_report_dir(run)
+    folder = Path(out) if out is not None else default_report_dir(run, lang)
     if folder.resolve() == run.path.resolve():
         raise AgetuneError(f"--out {folder} is the run folder itself; the report would overwrite its trials.csv. "
                            "Pass another folder.")

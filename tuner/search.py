@@ -359,7 +359,14 @@ def _claim_run_folder(run: RunFolder, config: dict[str, Any], overwrite: bool) -
         elif run.config_path.exists():
             previous = run.read_config()
             difference = _describe_difference(previous, config)
-            if difference:
+            if difference and not run.tuner_dir.exists():
+                # An earlier attempt stopped before its first trial (a data error,
+                # say): nothing of it is worth keeping, and its split may come
+                # from the other configuration.
+                log.info("replacing the configuration of %s, whose search never started (%s)", run.path, difference)
+                run.config_path.unlink()
+                run.split_path.unlink(missing_ok=True)
+            elif difference:
                 raise RunFolderError(f"{run.path} holds a search with another configuration ({difference}). "
                                      "Pass another --run folder, or --overwrite to delete it and start afresh.")
             log.info("resuming the search in %s", run.path)
