@@ -197,7 +197,9 @@ def test_interrupted_search_records_its_state(tmp_path: Path, faces: Path, monke
     space = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
     with pytest.raises(KeyboardInterrupt):
         run_search(SearchOptions(space=space, data=faces, run_dir=tmp_path / "run", verbose=0))
-    assert RunFolder(tmp_path / "run").read_state()["status"] == "interrupted"
+    run = RunFolder(tmp_path / "run")
+    assert run.read_state()["status"] == "interrupted"
+    assert "search interrupted; the trial in progress will run again" in run.log_path.read_text(encoding="utf-8")
 
 
 def test_cli_interrupt_says_how_to_resume(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -326,9 +326,11 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
 
     run = RunFolder(Path(options.run_dir) if options.run_dir else default_run_dir(space))
     config = _config_document(space, layout, options, synthetic)
-    _claim_run_folder(run, config, options.overwrite)
+    resumed = _claim_run_folder(run, config, options.overwrite)
     if options.log_prefix is not None:
         attach_log_file(run.log_path, prefix=options.log_prefix)
+    if resumed:
+        log.info("resuming the search in %s", run.path)
 
     weights_path = resolve_weights(space.setting("backbone.weights"))
 
@@ -347,7 +349,9 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     return PreparedSearch(space=space, run=run, split=split, weights_path=weights_path, config=config)
 
 
-def _claim_run_folder(run: RunFolder, config: dict[str, Any], overwrite: bool) -> None:
+def _claim_run_folder(run: RunFolder, config: dict[str, Any], overwrite: bool) -> bool:
+    """Make `run` this search's folder; return True when it holds an earlier part of the same search."""
+    resumed = False
     if run.path.exists() and any(run.path.iterdir()):
         if overwrite:
             if not run.config_path.exists() and not run.tuner_dir.exists():
@@ -369,12 +373,13 @@ def _claim_run_folder(run: RunFolder, config: dict[str, Any], overwrite: bool) -
             elif difference:
                 raise RunFolderError(f"{run.path} holds a search with another configuration ({difference}). "
                                      "Pass another --run folder, or --overwrite to delete it and start afresh.")
-            log.info("resuming the search in %s", run.path)
+            resumed = True
         else:
             raise RunFolderError(f"{run.path} exists and is not an agetune run folder. Pick another --run folder.")
     run.path.mkdir(parents=True, exist_ok=True)
     if not run.config_path.exists():
         atomic_write_json(run.config_path, config)
+    return resumed
 
 
 def baseline_values() -> dict[str, Any]:
@@ -465,6 +470,7 @@ def run_search(options: SearchOptions) -> SearchSummary:
     try:
         search_trials(prepared, tuner, options.verbose)
     except KeyboardInterrupt:
+        log.warning("search interrupted; the trial in progress will run again when the search resumes")
         run.update_state(status="interrupted", interrupted_at=_now(),
                          wall_seconds=round(time.monotonic() - started, 1))
         raise
