@@ -23,6 +23,10 @@ from keras_tuner.src.engine import oracle as oracle_module
 from typer.testing import CliRunner
 
 from tuner import distributed
+# TINY_SPACE has two one-epoch trials: each of the two workers takes one. An end-to-end search
+# then takes 2 to 5 minutes on 2 CPU cores, depending on their other load, almost all of it
+# TensorFlow start-up, tracing and saving the best model.
+from tests.tiny_run import TINY_SPACE
 from tuner.cli import app
 from tuner.distributed import (EXIT_CHILD_FATAL, ChiefWatcher, ChildSpec, ParallelOptions, Supervisor,
                                child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
@@ -34,23 +38,6 @@ from tuner.synthetic import make_synthetic_faces
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Two one-epoch trials: each of the two workers takes one. An end-to-end search then takes
-# 2 to 5 minutes on 2 CPU cores, depending on their other load, almost all of it TensorFlow
-# start-up, tracing and saving the best model.
-TINY_SPACE = """
-[search]
-tuner = "random"
-max_trials = 2
-seed = 7
-[data]
-image_size = 32
-batch_size = 8
-[backbone]
-weights = "none"
-[training]
-epochs = 1
-learning_rate = { type = "choice", values = [0.001, 0.0003] }
-"""
 
 
 # --- GPU and CPU plans ---------------------------------------------------------------------------

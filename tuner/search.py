@@ -90,7 +90,7 @@ class PreparedSearch:
     config: dict[str, Any]
 
 
-# Keras Tuner writes its state with a plain open-and-write; a search killed
+# Keras Tuner writes its state with a plain open-and-write, so a search killed
 # in the middle of one would leave JSON that the next run cannot reload. These
 # oracles write to a temporary file and rename it into place instead.
 class _AtomicOracleMixin:
@@ -115,7 +115,7 @@ class BayesianOptimizationOracle(_AtomicOracleMixin, keras_tuner.oracles.Bayesia
 
 
 def build_oracle(space: SearchSpace) -> keras_tuner.Oracle:
-    """Return the oracle the space asks for, minimising its objective."""
+    """Return the oracle that the space names, minimising its objective."""
     objective = keras_tuner.Objective(space.setting("search.objective"), direction="min")
     common = {
         "objective": objective,
@@ -445,7 +445,7 @@ def hardware_summary() -> dict[str, Any]:
 
 @dataclass
 class SearchSummary:
-    """What a finished search reports back."""
+    """Trial counts, best trial and wall time of a finished search."""
 
     run_dir: Path
     trials: int
@@ -502,7 +502,8 @@ def search_trials(prepared: PreparedSearch, tuner: AgeTuner, verbose: int | None
     """
     train, validation = build_datasets(prepared, batch_size)
     space = prepared.space
-    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
     # The training dataset shuffles itself every epoch; Keras' own shuffle flag does not apply to it.
     tuner.search(train, validation_data=validation, epochs=space.setting("training.epochs"),
                  callbacks=callbacks_for(space), verbose=verbose, shuffle=False)
