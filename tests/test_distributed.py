@@ -28,7 +28,7 @@ from tuner import distributed
 # TensorFlow start-up, tracing and saving the best model.
 from tests.tiny_run import TINY_SPACE
 from tuner.cli import app
-from tuner.distributed import (EXIT_CHILD_FATAL, ChiefWatcher, ChildSpec, ParallelOptions, Supervisor,
+from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_RECYCLE, RESTART_COUNT_VARIABLE, ChiefWatcher, ChildSpec, ParallelOptions, Supervisor,
                                child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
                                plan_gpu_workers, release_worker)
 from tuner.errors import AgetuneError
@@ -195,6 +195,7 @@ def test_exposed_address_warns(caplog: pytest.LogCaptureFixture) -> None:
     (ParallelOptions(oracle_address="h:1"), "--oracle-address needs --workers, --gpus or --role"),
     (ParallelOptions(role="worker", oracle_address="h:1", worker_id="my-chief"), "containing 'chief'"),
     (ParallelOptions(role="worker", oracle_address="h:1", worker_id="a/b"), "invalid --worker-id 'a/b'"),
+    (ParallelOptions(max_trials_per_process=-1), "--max-trials-per-process must be 0 (one process throughout) or more"),
 ])
 def test_parallel_options_invalid(options: ParallelOptions, message: str) -> None:
     with pytest.raises(AgetuneError, match=re.escape(message)):
@@ -205,7 +206,8 @@ def test_parallel_options_valid() -> None:
     for options in [ParallelOptions(), ParallelOptions(workers=2), ParallelOptions(gpus="0,1", gpus_per_trial=2),
                     ParallelOptions(role="chief", oracle_address="0.0.0.0:8000"),
                     ParallelOptions(role="worker", oracle_address="h:1", worker_id="box2", gpus="all"),
-                    ParallelOptions(role="worker", oracle_address="h:1", worker_id="box2", gpus_per_trial=2)]:
+                    ParallelOptions(role="worker", oracle_address="h:1", worker_id="box2", gpus_per_trial=2),
+                    ParallelOptions(max_trials_per_process=0), ParallelOptions(workers=2, max_trials_per_process=5)]:
         options.validate()
 
     assert ParallelOptions().enabled is False
@@ -236,7 +238,8 @@ def test_child_command_passes_every_option(tmp_path: Path) -> None:
     options = SearchOptions(space="tiny.toml", data=Path("faces"), layout={"labels": "ages.csv", "file_column": "f"},
                             run_dir=Path("ignored"), tuner="random", weights="none", image_size=32, max_epochs=3,
                             max_trials=4, limit=40, overwrite=True, mixed_precision="off", xla="on", verbose=0)
-    command = child_command(options, tmp_path / "run", "worker", "127.0.0.1:9000", "worker1", gpus_per_trial=2)
+    command = child_command(options, tmp_path / "run", "worker", "127.0.0.1:9000", "worker1", gpus_per_trial=2,
+                            max_trials_per_process=3)
 
     assert command[:3] == [sys.executable, "-m", "tuner"]
     assert "--overwrite" not in command
@@ -255,6 +258,15 @@ def test_child_command_passes_every_option(tmp_path: Path) -> None:
     assert params["gpus_per_trial"] == 2
     assert params["supervised"] is True
     assert params["overwrite"] is False
+    assert params["max_trials_per_process"] == 3
+
+
+def test_child_command_of_trial_process(tmp_path: Path) -> None:
+    options = SearchOptions(space="quick", run_dir=Path("ignored"))
+    command = child_command(options, tmp_path / "run", max_trials_per_process=1)
+
+    assert command[3:] == ["search", "--space", "quick", "--run", str(tmp_path / "run"), "--mixed-precision",
+                           "auto", "--xla", "auto", "--supervised", "--max-trials-per-process", "1"]
 
 
 # --- The chief's side --------------------------------------------------------------------------------
@@ -486,6 +498,69 @@ def test_supervisor_resets_restarts_after_progress(tmp_path: Path) -> None:
     status = read_status(run)["children"]["worker0"]
     assert status["status"] == "finished"
     assert len(status["pids"]) == 4
+
+
+def test_supervisor_starts_fresh_worker_after_recycle(tmp_path: Path) -> None:
+    # Each start prints the restart count it was given, then asks for a fresh process until the third start.
+    run = RunFolder(tmp_path / "run")
+    worker = script(f"""
+        import os, sys
+        count = int(os.environ["{RESTART_COUNT_VARIABLE}"])
+        print("restart count", count, flush=True)
+        sys.exit(0 if count == 2 else {EXIT_RECYCLE})
+    """)
+    specs = [ChildSpec("worker0", "worker", worker, {}, "CPU")]
+
+    # A crash would wait a minute before its restart; a fresh process starts at once.
+    outcome = fast_supervisor(run, specs, max_restarts=0, restart_delay=60.0).run()
+
+    assert outcome.error is None
+    log_text = run.log_path.read_text()
+    assert [line.split("] ", 1)[1] for line in log_text.splitlines() if "restart count" in line] == [
+        "restart count 0", "restart count 1", "restart count 2"]
+    status = read_status(run)["children"]["worker0"]
+    assert status["status"] == "finished"
+    assert len(status["pids"]) == 3
+    assert status["restarts_in_a_row"] == 0
+    assert status["last_exit"] == "exit code 0"
+
+
+def test_supervisor_recycle_after_chief_ends(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    chief = script("print('oracle done', flush=True)")
+    worker = script(f"""
+        import sys, time
+        time.sleep(1)
+        sys.exit({EXIT_RECYCLE})
+    """)
+    specs = [ChildSpec("chief", "chief", chief, {}, "oracle"), ChildSpec("worker0", "worker", worker, {}, "CPU")]
+
+    outcome = fast_supervisor(run, specs, chief_exit_timeout=30.0).run()
+
+    assert outcome.error is None
+    status = read_status(run)["children"]["worker0"]
+    assert status["status"] == "finished"
+    assert len(status["pids"]) == 1
+
+
+def test_supervisor_child_with_own_output(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run = RunFolder(tmp_path / "run")
+    worker = script(f"""
+        import sys
+        print("progress bar here", flush=True)
+        print("error: written by the child", file=sys.stderr, flush=True)
+        sys.exit({EXIT_CHILD_FATAL})
+    """)
+    specs = [ChildSpec("tuner0", "worker", worker, {}, "one trial process", forward_output=False)]
+
+    outcome = fast_supervisor(run, specs).run()
+
+    assert outcome.error == "tuner0 stopped the search with the error above."
+    captured = capfd.readouterr()
+    assert "progress bar here\n" in captured.out
+    assert "error: written by the child\n" in captured.err
+    assert "[tuner0]" not in captured.out + captured.err
+    assert "progress bar here" not in run.log_path.read_text()
 
 
 def test_supervisor_stops_on_fatal_child(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The search: Hyperband end to end, failed trials, resume after SIGKILL, run folder checks, the CLI."""
 
+import datetime as dt
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras_tuner
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -15,8 +17,10 @@ from typer.testing import CliRunner
 from tuner.cli import app
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.hypermodel import AgeHyperModel
-from tuner.run import RunFolder, read_trials
-from tuner.search import AgeTuner, SearchOptions, describe_values, format_trial_line, prepare_search, run_search
+from tuner.run import RunFolder, read_trial_records, read_trials
+from tuner.search import (AgeTuner, RandomSearchOracle, SearchOptions, TrialsPerProcessReached, build_tuner,
+                          describe_values, format_trial_line, prepare_search, run_search, search_elapsed,
+                          search_trials)
 from tuner.synthetic import make_synthetic_faces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,10 +207,10 @@ def test_interrupted_search_records_its_state(tmp_path: Path, faces: Path, monke
 
 
 def test_cli_interrupt_says_how_to_resume(monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(options):
+    def interrupted(options, max_trials_per_process):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("tuner.search.run_search", interrupted)
+    monkeypatch.setattr("tuner.trial_process.run_search_in_processes", interrupted)
     monkeypatch.setattr(sys, "argv", ["agetune", "search", "--space", "quick", "--overwrite"])
     result = CliRunner().invoke(app, ["search", "--space", "quick"])
     assert result.exit_code == 130
@@ -258,6 +262,65 @@ def test_trial_line_and_differences() -> None:
         "best 8.25 (trial 0001) | 2 done, 1 failed, 1h02m elapsed")
 
 
+def test_oracle_reload_after_trial_end(tmp_path: Path) -> None:
+    def make_oracle() -> RandomSearchOracle:
+        oracle = RandomSearchOracle(objective=keras_tuner.Objective("val_mae", "min"), max_trials=3, seed=1)
+        oracle._set_project_dir(str(tmp_path), "tuner")
+        oracle.hyperparameters.Choice("learning_rate", [0.1, 0.01, 0.001])
+        return oracle
+
+    oracle = make_oracle()
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"val_mae": 5.0})
+    trial.status = keras_tuner.engine.trial.TrialStatus.COMPLETED
+    oracle.end_trial(trial)
+
+    state = json.loads((tmp_path / "tuner" / "oracle.json").read_text(encoding="utf-8"))
+    assert state["ongoing_trials"] == {}
+    # A process that stops here and a fresh one that reloads the oracle: the next trial is a new one.
+    fresh = make_oracle()
+    fresh.reload()
+    following = fresh.create_trial("tuner0")
+    assert following.trial_id != trial.trial_id
+    assert fresh.end_order == [trial.trial_id]
+
+
+def test_search_elapsed_adds_sessions(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    assert search_elapsed(run) == 0.0
+
+    ten_seconds_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10)
+    run.update_state(status="running", started_at=ten_seconds_ago.isoformat(timespec="seconds"), wall_seconds=100.0)
+    elapsed = search_elapsed(run)
+    assert 109.0 <= elapsed < 115.0
+
+    run.update_state(status="interrupted")
+    assert search_elapsed(run) == 100.0
+
+
+@pytest.mark.slow
+def test_trials_per_process_limit(tmp_path: Path, faces: Path) -> None:
+    space = write(tmp_path / "random.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+    prepared = prepare_search(SearchOptions(space=space, data=faces, run_dir=tmp_path / "run", verbose=0))
+    for expected in (["0"], ["0", "1"]):
+        tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
+        tuner.max_trials_per_process = 1
+        with pytest.raises(TrialsPerProcessReached):
+            search_trials(prepared, tuner, verbose=0)
+        assert sorted(read_trial_records(prepared.run)) == expected
+    records = read_trial_records(prepared.run)
+    assert [records[trial_id]["status"] for trial_id in ("0", "1")] == ["COMPLETED", "COMPLETED"]
+    assert all(records[trial_id]["rss_mib"] > 100 for trial_id in ("0", "1"))
+    assert all(records[trial_id]["peak_rss_mib"] >= records[trial_id]["rss_mib"] for trial_id in ("0", "1"))
+
+    # The oracle has no trial left, so a third tuner ends at once without training.
+    tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
+    tuner.max_trials_per_process = 1
+    search_trials(prepared, tuner, verbose=0)
+    assert sorted(read_trial_records(prepared.run)) == ["0", "1"]
+
+
 def _search_command(space: Path, faces: Path, run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "tuner", "search", "--space", str(space), "--data", str(faces),
             "--run", str(run_dir)]
@@ -283,11 +346,17 @@ def test_search_killed_mid_trial_resumes(tmp_path: Path, faces: Path) -> None:
         else:
             pytest.fail("trial 1 never started")
         time.sleep(3)
+        trial_process = json.loads((run.path / "workers.json").read_text(encoding="utf-8"))["children"]["tuner0"]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
+    # The trial process dies with the search's main process.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _is_alive(trial_process["pid"]):
+        time.sleep(0.1)
+    assert not _is_alive(trial_process["pid"])
     first_record = json.loads((run.trials_dir / "0.json").read_text(encoding="utf-8"))
     assert not (run.trials_dir / "1.json").exists()
     # What a kill in the middle of a write leaves behind: a torn trials.csv
@@ -311,6 +380,46 @@ def test_search_killed_mid_trial_resumes(tmp_path: Path, faces: Path) -> None:
     assert log_text.count("trial 1 started") == 2
     assert log_text.count("trial 1 completed") == 1
     assert run.read_state()["status"] == "complete"
+    # Each trial trained in a fresh process: --max-trials-per-process is 1 by default.
+    records = read_trial_records(run)
+    assert len({records[trial_id]["pid"] for trial_id in ("0", "1", "2")}) == 3
+    assert all(records[trial_id]["rss_mib"] > 100 for trial_id in ("0", "1", "2"))
+
+
+def _is_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_trial_process(tmp_path: Path, faces: Path) -> None:
+    space = write(tmp_path / "random.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+    run = RunFolder(tmp_path / "run")
+    # Ctrl-C at a terminal reaches the main process only: the trial process leads its own session.
+    process = subprocess.Popen(_search_command(space, faces, run.path), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and "trial 0 started" not in _read(run.log_path):
+            time.sleep(0.5)
+        trial_process = json.loads((run.path / "workers.json").read_text(encoding="utf-8"))["children"]["tuner0"]
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130
+    assert not _is_alive(trial_process["pid"])
+    assert "Search interrupted; the trial in progress will run again. Resume with:" in output
+    assert run.read_state()["status"] == "interrupted"
+    assert not (run.trials_dir / "0.json").exists()
 
 
 def _read(path: Path) -> str:

@@ -26,6 +26,9 @@ app = typer.Typer(
 
 T = TypeVar("T")
 
+#: Trials per process of `agetune search`; a fresh process costs about 7 s of start-up on 2 CPU cores.
+DEFAULT_TRIALS_PER_PROCESS = 1
+
 DataOption = Annotated[Path | None, typer.Option(
     "--data", "-d", help="Dataset folder with labels.csv and final_files/; the built-in synthetic set when omitted.")]
 LabelsOption = Annotated[str, typer.Option(help="Labels CSV, relative to the dataset folder or absolute.")]
@@ -81,28 +84,41 @@ def search(
     role: Annotated[str | None, typer.Option(help="Run one part of a search across machines: chief (the oracle, no training) or worker.")] = None,
     oracle_address: Annotated[str | None, typer.Option(help="HOST:PORT of the oracle. The chief listens there (pass 0.0.0.0:PORT to accept other machines; no authentication), workers connect to it.")] = None,
     worker_id: Annotated[str | None, typer.Option(help="Id of this worker with --role worker, unique in the search; restart a crashed worker with the same id to rerun its trial.")] = None,
-    supervised: Annotated[bool, typer.Option(hidden=True, help="Set by agetune on the chief and workers it starts itself.")] = False,
+    max_trials_per_process: Annotated[int, typer.Option(help="Train this many trials in one process, then start a fresh one, which returns the memory TensorFlow keeps after each trial (about 350 MB). 0 trains every trial in this process; a worker started by hand with --role worker always does.")] = DEFAULT_TRIALS_PER_PROCESS,
+    supervised: Annotated[bool, typer.Option(hidden=True, help="Set by agetune on the processes it starts itself.")] = False,
 ) -> None:
     """Run a Keras Tuner search; run it again to resume after any interruption.
 
     With --workers or --gpus, trials run in parallel worker processes on this
     machine; with --role, this process is one part of a search across machines.
     """
-    from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ParallelOptions,
-                                   SearchTerminated, run_parallel_search)
-    from tuner.search import SearchOptions, run_search
+    from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_RECYCLE, EXIT_TERMINATED,
+                                   ParallelOptions, SearchTerminated, run_parallel_search)
+    from tuner.search import SearchOptions, TrialsPerProcessReached, run_search
+    from tuner.trial_process import run_search_in_processes, run_trial_process
 
     options = SearchOptions(space=space, data=data, layout=_layout_options(labels, images, file_column, age_column),
                             run_dir=run, tuner=tuner, weights=weights, image_size=image_size, max_epochs=max_epochs,
                             max_trials=max_trials, limit=limit, overwrite=overwrite,
                             mixed_precision=mixed_precision, xla=xla)
     parallel = ParallelOptions(workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial, role=role,
-                               oracle_address=oracle_address, worker_id=worker_id, supervised=supervised)
+                               oracle_address=oracle_address, worker_id=worker_id, supervised=supervised,
+                               max_trials_per_process=max_trials_per_process)
     resume = " ".join(shlex.quote(part) for part in ["agetune", *sys.argv[1:]] if part != "--overwrite")
     in_progress = "trials in progress" if parallel.enabled else "trial in progress"
     try:
         parallel.validate()
-        summary = run_parallel_search(options, parallel) if parallel.enabled else run_search(options)
+        if parallel.enabled:
+            summary = run_parallel_search(options, parallel)
+        elif supervised:
+            run_trial_process(options, max_trials_per_process)
+            summary = None
+        elif max_trials_per_process:
+            summary = run_search_in_processes(options, max_trials_per_process)
+        else:
+            summary = run_search(options)
+    except TrialsPerProcessReached:
+        raise typer.Exit(EXIT_RECYCLE) from None
     except AgetuneError as error:
         # The supervisor distinguishes a fatal error of its child from a crash, which it restarts, by this exit code.
         _fail(str(error), EXIT_CHILD_FATAL if supervised else 1)
@@ -116,7 +132,7 @@ def search(
                    err=True)
         raise typer.Exit(EXIT_TERMINATED) from None
     if summary is None:
-        # A worker's part, or a supervised chief's, ends here; the search ends where the chief's supervisor runs.
+        # A worker's part, a supervised chief's or a trial process's ends here; the search ends in its supervisor.
         if not supervised:
             typer.echo("workers done: the oracle has no trial left for them. The chief writes the best model.")
         return

@@ -37,8 +37,9 @@ Exit codes of `agetune search` in parallel: 0 the search finished; 1 a fatal
 error (invalid input, a child reported a fatal error, the chief died, or no
 worker was left); 130 interrupted by SIGINT (Ctrl-C); 143 stopped by SIGTERM.
 A supervised child exits with 0 when its part is done, `EXIT_CHILD_FATAL` on
-an error that a restart cannot fix, and 130 when interrupted; any other exit
-counts as a crash.
+an error that a restart cannot fix, `EXIT_RECYCLE` after its
+`--max-trials-per-process` trials (the supervisor starts a fresh process with
+the same id), and 130 when interrupted; any other exit counts as a crash.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ from tuner.chief import IDLE_PAUSE_SECONDS, ChiefWatcher, pause_when_idle, relea
 from tuner.errors import AgetuneError
 from tuner.search import (PreparedSearch, SearchOptions, SearchSummary, build_tuner, failed_trials_error,
                           finish_search, gpu_count, mark_search_running, prepare_search, resolve_switch,
-                          search_trials)
-from tuner.supervisor import (EXIT_CHILD_FATAL, MAX_RESTARTS, SUMMARY_INTERVAL, Child, ChildSpec, SearchTerminated,
-                              Supervisor, SupervisorOutcome, _now, describe_exit)
+                          search_elapsed, search_trials)
+from tuner.logs import RESTART_COUNT_VARIABLE, is_first_start
+from tuner.supervisor import (EXIT_CHILD_FATAL, EXIT_RECYCLE, MAX_RESTARTS, SUMMARY_INTERVAL, Child, ChildSpec,
+                              SearchTerminated, Supervisor, SupervisorOutcome, _now, describe_exit)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class ParallelOptions:
     oracle_address: str | None = None
     worker_id: str | None = None
     supervised: bool = False
+    # Trials a supervised worker trains before it exits for a fresh process; 0 keeps one process throughout.
+    max_trials_per_process: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -113,8 +117,9 @@ class ParallelOptions:
 
         if not self.enabled and self.oracle_address is not None:
             raise AgetuneError("--oracle-address needs --workers, --gpus or --role.")
-        if self.supervised and self.role is None:
-            raise AgetuneError("--supervised is set by agetune on the processes it starts, together with --role.")
+        if self.max_trials_per_process < 0:
+            raise AgetuneError(f"--max-trials-per-process must be 0 (one process throughout) or more, "
+                               f"got {self.max_trials_per_process}.")
 
         if self.role == "chief" and (self.workers is not None or self.gpus is not None):
             raise AgetuneError("--role chief runs the oracle alone. To run a chief and workers on this machine, "
@@ -297,14 +302,19 @@ CHILD_OPTION_FLAGS = {"space": "--space", "data": "--data", "run_dir": "--run", 
 CHILD_OPTIONS_NOT_PASSED = {
     "layout": "passed as --labels, --images, --file-column and --age-column",
     "overwrite": "the supervisor has already cleared the run folder",
-    "verbose": "children print one line per epoch, Keras' choice when the output is not a terminal",
+    "verbose": "each child picks Keras' default: a progress bar on a terminal, one line per epoch otherwise",
     "log_prefix": "each role sets its own",
+    "log_setup": "each role sets its own",
 }
 
 
-def child_command(options: SearchOptions, run_dir: Path, role: str, oracle_address: str,
-                  worker_id: str | None = None, gpus_per_trial: int = 1) -> list[str]:
-    """Return the command line that runs one supervised part (`role`) of the search in `run_dir`."""
+def child_command(options: SearchOptions, run_dir: Path, role: str | None = None, oracle_address: str | None = None,
+                  worker_id: str | None = None, gpus_per_trial: int = 1, max_trials_per_process: int = 0) -> list[str]:
+    """Return the command line that runs one supervised part of the search in `run_dir`.
+
+    `role` is chief or worker in a parallel search, and None for the trial
+    process of a one-process search (`tuner.trial_process`).
+    """
     command = [sys.executable, "-m", "tuner"]
     if logging.getLogger("tuner").isEnabledFor(logging.DEBUG):
         command.append("--verbose")
@@ -316,7 +326,13 @@ def child_command(options: SearchOptions, run_dir: Path, role: str, oracle_addre
             command += [flag, str(value)]
     for key, value in options.layout.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    command += ["--role", role, "--oracle-address", oracle_address, "--supervised"]
+    if role is not None:
+        command += ["--role", role]
+    if oracle_address is not None:
+        command += ["--oracle-address", oracle_address]
+    command.append("--supervised")
+    if max_trials_per_process:
+        command += ["--max-trials-per-process", str(max_trials_per_process)]
     if worker_id is not None:
         command += ["--worker-id", worker_id]
     if gpus_per_trial != 1:
@@ -389,7 +405,7 @@ def supervise_search(options: SearchOptions, parallel: ParallelOptions) -> Searc
                                {"CUDA_VISIBLE_DEVICES": "", **cpu_thread_environment(1)}, "oracle, no GPU"))
     for slot in slots:
         command = child_command(options, run.path, "worker", connect_address, slot.worker_id,
-                                parallel.gpus_per_trial)
+                                parallel.gpus_per_trial, parallel.max_trials_per_process)
         specs.append(ChildSpec(slot.worker_id, "worker", command, slot.environment(), slot.describe()))
 
     batch = prepared.space.setting("data.batch_size") * parallel.gpus_per_trial
@@ -471,11 +487,17 @@ def run_worker(options: SearchOptions, parallel: ParallelOptions) -> None:
         tf.config.experimental.set_memory_growth(gpu, True)
     os.environ.update({"KERASTUNER_TUNER_ID": worker_id, "KERASTUNER_ORACLE_IP": host,
                        "KERASTUNER_ORACLE_PORT": str(port)})
-    prepared = prepare_search(replace(options, log_prefix=None if parallel.supervised else f"[{worker_id}] "))
+    # A worker that the supervisor started before has shown the data summary and the warnings already.
+    prepared = prepare_search(replace(options, log_prefix=None if parallel.supervised else f"[{worker_id}] ",
+                                      log_setup=is_first_start()))
     strategy = trial_strategy(parallel.gpus_per_trial)
     mixed_precision = resolve_switch(options.mixed_precision, "mixed-precision")
     jit_compile = resolve_switch(options.xla, "xla")
     tuner = build_tuner(prepared, mixed_precision, jit_compile, distribution_strategy=strategy)
+    if parallel.supervised:
+        # Only a supervisor starts a worker again after it exits for a fresh process.
+        tuner.max_trials_per_process = parallel.max_trials_per_process or None
+    tuner.search_started = time.monotonic() - search_elapsed(prepared.run)
     pause_when_idle(tuner.oracle)
     batch = prepared.space.setting("data.batch_size") * parallel.gpus_per_trial
     log.info("worker %s: %s, batch %d, threads %s; asking the oracle at %s:%d for trials", worker_id,

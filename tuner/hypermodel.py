@@ -13,10 +13,12 @@ import logging
 import os
 import socket
 from pathlib import Path
+
 import keras
 import keras_tuner
 
 from tuner.errors import WeightsError
+from tuner.logs import is_first_start
 from tuner.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,8 @@ def resolve_weights(weights: str) -> str | None:
     return str(path)
 
 
-_xla_warned = False
+# A process that a supervisor started before has shown the warning already.
+_xla_warned = not is_first_start()
 
 
 def _warn_xla_off_once() -> None:

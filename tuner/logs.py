@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,3 +43,12 @@ def attach_log_file(path: Path, prefix: str = "") -> None:
     handler = RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(prefix + "%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
     root.addHandler(handler)
+
+
+#: Environment variable that tells a child how many times its supervisor started it before (0 on the first start).
+RESTART_COUNT_VARIABLE = "AGETUNE_RESTART_COUNT"
+
+
+def is_first_start() -> bool:
+    """False in a process that a supervisor has started before, where once-per-search messages were shown already."""
+    return os.environ.get(RESTART_COUNT_VARIABLE, "0") == "0"

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -71,6 +72,9 @@ class SearchOptions:
     # prepare_search also logs to the run folder's search.log with this prefix on each line; None turns
     # that off in a worker process whose supervisor forwards its output to search.log.
     log_prefix: str | None = ""
+    # False in a process that a supervisor starts again and again: the data summary and the warnings
+    # of prepare_search go to debug output there, because its first start or its parent showed them.
+    log_setup: bool = True
 
     def overrides(self) -> dict[str, Any]:
         """Return the space keys that command-line options replace."""
@@ -100,6 +104,15 @@ class _AtomicOracleMixin:
     def _save_trial(self, trial: keras_tuner.engine.trial.Trial) -> None:
         path = Path(self._get_trial_dir(trial.trial_id)) / "trial.json"
         atomic_write_text(path, json.dumps(trial.get_state()))
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        super().end_trial(trial)
+        # Keras Tuner 1.4.8 saves the oracle before it removes the trial from
+        # ongoing_trials. A process that stopped now (a trial process that
+        # makes way for a fresh one, a kill) would leave the finished trial
+        # marked ongoing, and reloading the oracle would run it again.
+        self.save()
 
 
 class HyperbandOracle(_AtomicOracleMixin, keras_tuner.oracles.HyperbandOracle):
@@ -137,12 +150,20 @@ def build_oracle(space: SearchSpace) -> keras_tuner.Oracle:
     return RandomSearchOracle(max_trials=max_trials, **common)
 
 
+class TrialsPerProcessReached(Exception):
+    """This process has run its `max_trials_per_process` trials and should exit for a fresh one."""
+
+
 class AgeTuner(keras_tuner.Hyperband):
     """A Keras Tuner tuner that keeps agetune's run folder: trial records, trials.csv and one log line per trial.
 
     It derives from Hyperband for its handling of rounds (resuming a model
     from the previous round's checkpoint), which does nothing for the random
     and Bayesian oracles, whose trials carry no round.
+
+    With `max_trials_per_process` set, it raises TrialsPerProcessReached from
+    `search` once that many trials have ended in this process, after their
+    records and the oracle's state are written.
     """
 
     def __init__(self, oracle: keras_tuner.Oracle, hypermodel: AgeHyperModel, run: RunFolder,
@@ -159,6 +180,8 @@ class AgeTuner(keras_tuner.Hyperband):
         self.run = run
         self.baseline = baseline
         self.search_started = time.monotonic()
+        self.max_trials_per_process: int | None = None
+        self.trials_in_process = 0
         self._trial_started: dict[str, float] = {}
         self._history: dict[str, list[dict[str, Any]]] = {}
 
@@ -194,11 +217,12 @@ class AgeTuner(keras_tuner.Hyperband):
         # Keras Tuner clears the Keras session before the next build; collecting
         # here releases this trial's model before the next one allocates.
         gc.collect()
-        # NOTE: with TensorFlow 2.21 and Keras 3.15 on the CPU, RSS still grows by
-        # about 350 MB per trial although every trial's model is collected
-        # (checked with weakrefs; malloc_trim releases nothing). Long searches
-        # on small machines should be resumed in a fresh process now and then,
-        # or run with --workers, whose processes a resume also starts afresh.
+        # Even so, TensorFlow 2.21 with Keras 3.15 keeps about 350 MB per trial
+        # (the traced training step's graph outlives the collected model), and
+        # only the end of the process returns it: see tuner.trial_process.
+        self.trials_in_process += 1
+        if self.max_trials_per_process and self.trials_in_process >= self.max_trials_per_process:
+            raise TrialsPerProcessReached()
 
     def _record_trial(self, trial: keras_tuner.engine.trial.Trial) -> None:
         seconds = time.monotonic() - self._trial_started.pop(trial.trial_id, time.monotonic())
@@ -207,6 +231,7 @@ class AgeTuner(keras_tuner.Hyperband):
         record = {
             "trial_id": trial.trial_id,
             "worker": self.tuner_id,
+            "pid": os.getpid(),
             "status": trial.status,
             "epochs": values.get("tuner/epochs", self.hypermodel.space.setting("training.epochs")),
             "history": self._history.pop(trial.trial_id, []),
@@ -214,6 +239,8 @@ class AgeTuner(keras_tuner.Hyperband):
             "started_at": (finished - dt.timedelta(seconds=seconds)).isoformat(timespec="seconds"),
             "finished_at": finished.isoformat(timespec="seconds"),
             "error": trial.message,
+            "rss_mib": current_rss_mib(),
+            "peak_rss_mib": peak_rss_mib(),
         }
         atomic_write_json(self.run.trials_dir / f"{trial.trial_id}.json", record)
         with _trials_lock(self.run):
@@ -231,6 +258,22 @@ def _trials_lock(run: RunFolder) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def current_rss_mib() -> float | None:
+    """Return this process's resident set size in MiB, or None where /proc is missing (not Linux)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def peak_rss_mib() -> float:
+    """Return the largest resident set size of this process so far, in MiB."""
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def describe_values(values: dict[str, Any], baseline: dict[str, Any]) -> str:
@@ -320,7 +363,7 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
         from tuner.synthetic import default_dataset, synthetic_warning
 
         layout = default_dataset()
-        log.warning(synthetic_warning(layout))
+        log.log(logging.WARNING if options.log_setup else logging.DEBUG, synthetic_warning(layout))
     else:
         layout = DatasetLayout(root=Path(options.data), **options.layout)
 
@@ -329,8 +372,9 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     resumed = _claim_run_folder(run, config, options.overwrite)
     if options.log_prefix is not None:
         attach_log_file(run.log_path, prefix=options.log_prefix)
+    setup_level = logging.INFO if options.log_setup else logging.DEBUG
     if resumed:
-        log.info("resuming the search in %s", run.path)
+        log.log(setup_level, "resuming the search in %s", run.path)
 
     weights_path = resolve_weights(space.setting("backbone.weights"))
 
@@ -344,7 +388,7 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
         split = split_dataset(frame, space.setting("data.validation_fraction"), seed=space.setting("search.seed"))
         save_split(split, run.split_path)
     counts = split["subset"].value_counts()
-    log.info("data: %d photos from %s, %d for training and %d for validation", len(split), layout.root,
+    log.log(setup_level, "data: %d photos from %s, %d for training and %d for validation", len(split), layout.root,
              counts.get("train", 0), counts.get("validation", 0))
     return PreparedSearch(space=space, run=run, split=split, weights_path=weights_path, config=config)
 
@@ -491,6 +535,16 @@ def mark_search_running(run: RunFolder, **details: Any) -> float:
     started = time.monotonic() - float(run.read_state().get("wall_seconds", 0.0))
     run.update_state(status="running", started_at=_now(), hardware=hardware_summary(), argv=sys.argv, **details)
     return started
+
+
+def search_elapsed(run: RunFolder) -> float:
+    """Return the seconds this search has run so far, earlier sessions included, from state.json."""
+    state = run.read_state()
+    elapsed = float(state.get("wall_seconds", 0.0))
+    if state.get("status") == "running" and state.get("started_at"):
+        since = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(state["started_at"])
+        elapsed += max(0.0, since.total_seconds())
+    return elapsed
 
 
 def search_trials(prepared: PreparedSearch, tuner: AgeTuner, verbose: int | None = None,
