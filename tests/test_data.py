@@ -18,6 +18,7 @@ from tuner.data import (
     DatasetLayout,
     Problem,
     check_dataset,
+    count_rows,
     describe_dataset,
     load_dataset,
     load_split,
@@ -624,6 +625,22 @@ def test_load_dataset_caps_logged_warnings(make_faces: MakeFaces, caplog: pytest
     assert len(frame) == 1
     assert sum("photo not found" in message for message in messages) == 10
     assert "5 more warnings of the kind 'Missing photos' were not logged." in messages
+
+
+def test_load_dataset_counts_one_skipped_row(make_faces: MakeFaces, caplog: pytest.LogCaptureFixture) -> None:
+    layout = make_faces(ages=[10, 20, 30])
+    (layout.images_dir / "000001.jpg").unlink()
+
+    with caplog.at_level(logging.INFO, logger="tuner.data_check"):
+        load_dataset(layout)
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith(f"Loaded 2 photos from {layout.root} (1 row skipped); ") for message in messages)
+
+
+@pytest.mark.parametrize(("count", "text"), [(0, "0 rows"), (1, "1 row"), (2, "2 rows"), (1024, "1,024 rows")])
+def test_count_rows(count: int, text: str) -> None:
+    assert count_rows(count) == text
 
 
 # --------------------------------------------------------------------------

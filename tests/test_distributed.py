@@ -32,6 +32,7 @@ from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_RECYCLE, RESTART_COUNT_VAR
                                child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
                                plan_gpu_workers, release_worker)
 from tuner.errors import AgetuneError
+from tuner.supervisor import ABSL_NOTICE, native_log_key
 from tuner.run import RunFolder, atomic_write_json, read_trial_records, read_trials
 from tuner.search import RandomSearchOracle, SearchOptions, build_tuner, prepare_search
 from tuner.synthetic import make_synthetic_faces
@@ -501,7 +502,7 @@ def test_supervisor_resets_restarts_after_progress(tmp_path: Path) -> None:
 
 
 def test_supervisor_starts_fresh_worker_after_recycle(tmp_path: Path) -> None:
-    # Each start prints the restart count it was given, then asks for a fresh process until the third start.
+    # Each start prints the restart count it was given, then exits for a fresh process until the third start.
     run = RunFolder(tmp_path / "run")
     worker = script(f"""
         import os, sys
@@ -544,23 +545,50 @@ def test_supervisor_recycle_after_chief_ends(tmp_path: Path) -> None:
 
 
 def test_supervisor_child_with_own_output(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # Two starts, each with TensorFlow's start-up notices (other times and thread ids each time).
     run = RunFolder(tmp_path / "run")
     worker = script(f"""
-        import sys
+        import os, sys
+        count = int(os.environ["{RESTART_COUNT_VARIABLE}"])
         print("progress bar here", flush=True)
+        print({ABSL_NOTICE!r}, file=sys.stderr)
+        print(f"I0000 00:00:17964{{count}}.123456    12{{count}}31 cudart_stub.cc:31] Could not find cuda drivers",
+              file=sys.stderr)
+        print(f"E0000 00:00:17964{{count}}.654321    12{{count}}31 cuda_platform.cc:52] failed call to cuInit",
+              file=sys.stderr)
+        if count == 0:
+            sys.exit({EXIT_RECYCLE})
         print("error: written by the child", file=sys.stderr, flush=True)
         sys.exit({EXIT_CHILD_FATAL})
     """)
-    specs = [ChildSpec("tuner0", "worker", worker, {}, "one trial process", forward_output=False)]
+    specs = [ChildSpec("tuner0", "worker", worker, {}, "CPU only", forward_output=False)]
 
     outcome = fast_supervisor(run, specs).run()
 
-    assert outcome.error == "tuner0 stopped the search with the error above."
+    assert outcome.error == "tuner0 stopped the search: written by the child."
     captured = capfd.readouterr()
-    assert "progress bar here\n" in captured.out
+    assert captured.out.count("progress bar here\n") == 2
+    assert captured.err.count(ABSL_NOTICE) == 1
+    assert captured.err.count("cudart_stub.cc:31] Could not find cuda drivers") == 1
+    assert captured.err.count("cuda_platform.cc:52] failed call to cuInit") == 1
     assert "error: written by the child\n" in captured.err
     assert "[tuner0]" not in captured.out + captured.err
     assert "progress bar here" not in run.log_path.read_text()
+    assert read_status(run)["children"]["tuner0"]["starts"] == 2
+    assert read_status(run)["oracle"] is None
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("I0000 00:00:1796429523.291972   12531 cudart_stub.cc:31] Could not find cuda drivers on your machine.",
+     "I cudart_stub.cc:31] Could not find cuda drivers on your machine."),
+    ("E1204 23:43:05.855102    4650 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)",
+     "E cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)"),
+    (ABSL_NOTICE, ABSL_NOTICE),
+    ("23:43:05 INFO    trial 0000 started on tuner0", None),
+    ("error: the dataset folder is missing", None),
+])
+def test_native_log_key(line: str, key: str | None) -> None:
+    assert native_log_key(line) == key
 
 
 def test_supervisor_stops_on_fatal_child(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from tuner import report
 from tuner.cli import app
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.report import (age_check, age_check_curve, band_errors, baseline_trials, build_report_data,
-                          chain_history, redact_photos, trial_totals, wilson_interval, write_report)
+                          chain_history, prediction_spread, redact_photos, trial_totals, wilson_interval,
+                          write_report)
 from tuner.report_text import EN, RU, headings, texts
 from tuner.run import TRIAL_COLUMNS, RunFolder, open_run, read_trials
 
@@ -321,6 +322,49 @@ def test_report_data_matches_predictions(report_run: Path, english: dict[str, An
     assert [row["threshold"] for row in data["age_check_curve"]] == list(range(18, 31))
     expected_bands = band_errors(true, predicted)
     assert [band["photos"] for band in data["errors"]["bands"]] == expected_bands["photos"].tolist()
+
+
+def test_prediction_spread_hand_made() -> None:
+    true = [10.0, 20.0, 30.0, 40.0]
+    # Standard deviations: 11.18 years for the true ages, 0.71 for estimates that stay near 30.
+    flat = prediction_spread(true, [30.0, 30.0, 31.0, 29.0])
+    assert flat["true_std"] == pytest.approx(np.sqrt(125.0))
+    assert flat["predicted_std"] == pytest.approx(np.sqrt(0.5))
+    assert flat["near_constant"] is True
+
+    assert prediction_spread(true, true)["near_constant"] is False
+    # Estimates that spread 3 years against 11.18 sit above a quarter of it: not flagged.
+    assert prediction_spread(true, [26.0, 28.0, 32.0, 34.0])["near_constant"] is False
+    assert prediction_spread([30.0, 30.0], [30.0, 30.0])["near_constant"] is False
+
+
+def test_near_constant_banner_follows_spread(english: dict[str, Any], russian: dict[str, str]) -> None:
+    data = english["data"]
+    predictions = pd.read_csv(english["folder"].parent / "run" / "predictions.csv")
+    spread = data["errors"]["spread"]
+    assert spread["predicted_std"] == pytest.approx(np.std(predictions["predicted"]))
+    assert spread["true_std"] == pytest.approx(np.std(predictions["age"]))
+
+    trial = data["errors"]["trial_id"]
+    english_banner = f"Trial {trial} estimates nearly the same age for everyone"
+    russian_banner = f"Испытание {trial} оценивает почти одинаковый возраст для всех"
+    assert (english_banner in english["md"]) is spread["near_constant"]
+    assert (english_banner in english["html"]) is spread["near_constant"]
+    assert (russian_banner in russian["md"]) is spread["near_constant"]
+
+
+def test_constant_model_gets_banner(report_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = copy_run(report_run, tmp_path / "run")
+    (run_dir / "predictions.csv").unlink()
+    monkeypatch.setattr(report, "load_model_for_trial", lambda run, trial_id, complete: ConstantModel(30.0))
+
+    folder = write_report(run_dir, out=tmp_path / "out", lang="en", baseline=None, legal_age=18, threshold=25,
+                          gallery=False)
+
+    text = (folder / "report.md").read_text(encoding="utf-8")
+    true_std = np.std(pd.read_csv(run_dir / "predictions.csv")["age"])
+    assert (f"estimates nearly the same age for everyone: its estimates vary by 0.0 years (standard deviation) "
+            f"against {true_std:.1f} years for the true ages") in text
 
 
 def test_report_numbers_appear_in_files(english: dict[str, Any]) -> None:

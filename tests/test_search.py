@@ -303,22 +303,24 @@ def test_search_elapsed_adds_sessions(tmp_path: Path) -> None:
 def test_trials_per_process_limit(tmp_path: Path, faces: Path) -> None:
     space = write(tmp_path / "random.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
     prepared = prepare_search(SearchOptions(space=space, data=faces, run_dir=tmp_path / "run", verbose=0))
-    for expected in (["0"], ["0", "1"]):
-        tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
-        tuner.max_trials_per_process = 1
-        with pytest.raises(TrialsPerProcessReached):
-            search_trials(prepared, tuner, verbose=0)
-        assert sorted(read_trial_records(prepared.run)) == expected
+    tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
+    tuner.limit_trials_per_process(1)
+    # Trial 0 trains; the oracle then hands out trial 1, and the process stops before training it.
+    with pytest.raises(TrialsPerProcessReached):
+        search_trials(prepared, tuner, verbose=0)
+    assert sorted(read_trial_records(prepared.run)) == ["0"]
+
+    # A fresh tuner reloads the oracle, trains trial 1, and ends normally because the oracle has no trial left.
+    tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
+    tuner.limit_trials_per_process(1)
+    search_trials(prepared, tuner, verbose=0)
     records = read_trial_records(prepared.run)
+    assert sorted(records) == ["0", "1"]
     assert [records[trial_id]["status"] for trial_id in ("0", "1")] == ["COMPLETED", "COMPLETED"]
     assert all(records[trial_id]["rss_mib"] > 100 for trial_id in ("0", "1"))
     assert all(records[trial_id]["peak_rss_mib"] >= records[trial_id]["rss_mib"] for trial_id in ("0", "1"))
-
-    # The oracle has no trial left, so a third tuner ends at once without training.
-    tuner = build_tuner(prepared, mixed_precision=False, jit_compile=False)
-    tuner.max_trials_per_process = 1
-    search_trials(prepared, tuner, verbose=0)
-    assert sorted(read_trial_records(prepared.run)) == ["0", "1"]
+    log_text = prepared.run.log_path.read_text(encoding="utf-8")
+    assert log_text.count("trial 1 started") == 1
 
 
 def _search_command(space: Path, faces: Path, run_dir: Path) -> list[str]:
@@ -380,9 +382,12 @@ def test_search_killed_mid_trial_resumes(tmp_path: Path, faces: Path) -> None:
     assert log_text.count("trial 1 started") == 2
     assert log_text.count("trial 1 completed") == 1
     assert run.read_state()["status"] == "complete"
-    # Each trial trained in a fresh process: --max-trials-per-process is 1 by default.
+    # Each trial trained in a fresh process: --max-trials-per-process is 1 by default. The resumed
+    # search started one process for trial 1 and one for trial 2, and none after the last trial.
     records = read_trial_records(run)
     assert len({records[trial_id]["pid"] for trial_id in ("0", "1", "2")}) == 3
+    trial_process = json.loads((run.path / "workers.json").read_text(encoding="utf-8"))["children"]["tuner0"]
+    assert trial_process["pids"] == [records["1"]["pid"], records["2"]["pid"]]
     assert all(records[trial_id]["rss_mib"] > 100 for trial_id in ("0", "1", "2"))
 
 

@@ -41,6 +41,7 @@ from tuner.data_check import (  # noqa: F401
     _capped_list,
     _format_number,
     check_dataset,
+    count_rows,
     load_dataset,
 )
 from tuner.errors import DataError
@@ -289,7 +290,7 @@ def describe_dataset(check: DatasetCheck, histogram_path: Path | None) -> str:
         f"Dataset: {layout.root}",
         f"Labels: {layout.labels_path}",
         f"Photos: {layout.images_dir}",
-        f"Usable photos: {summary['photos']:,} ({summary['skipped_rows']:,} rows skipped)",
+        f"Usable photos: {summary['photos']:,} ({count_rows(summary['skipped_rows'])} skipped)",
     ]
 
     if summary["photos"]:

@@ -87,6 +87,11 @@ PROBLEM_KINDS = {
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
+def count_rows(count: int) -> str:
+    """Return `count` with "row" or "rows", as in "1 row" and "1,024 rows"."""
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
 # --------------------------------------------------------------------------
 # Public types
 
@@ -183,7 +188,7 @@ class DatasetCheck:
         lines += _capped_list(fatal, MESSAGE_LIMIT, "more problems")
         skipped = len(self.skipped_lines)
         if skipped:
-            lines.append(f"In addition, {skipped} rows would be skipped because of the problems in the warnings.")
+            lines.append(f"In addition, {count_rows(skipped)} would be skipped because of the problems in the warnings.")
         raise DataError("\n".join(lines))
 
 
@@ -249,10 +254,10 @@ def load_dataset(layout: DatasetLayout, verify_images: bool = True) -> pd.DataFr
     check.raise_if_fatal()
     summary = check.summary()
     logger.info(
-        "Loaded %d photos from %s (%d rows skipped); ages %s to %s, mean %s, median %s",
+        "Loaded %d photos from %s (%s skipped); ages %s to %s, mean %s, median %s",
         summary["photos"],
         layout.root,
-        summary["skipped_rows"],
+        count_rows(summary["skipped_rows"]),
         _format_number(summary["age_min"]),
         _format_number(summary["age_max"]),
         _format_number(summary["age_mean"]),

@@ -494,9 +494,9 @@ def run_worker(options: SearchOptions, parallel: ParallelOptions) -> None:
     mixed_precision = resolve_switch(options.mixed_precision, "mixed-precision")
     jit_compile = resolve_switch(options.xla, "xla")
     tuner = build_tuner(prepared, mixed_precision, jit_compile, distribution_strategy=strategy)
-    if parallel.supervised:
+    if parallel.supervised and parallel.max_trials_per_process:
         # Only a supervisor starts a worker again after it exits for a fresh process.
-        tuner.max_trials_per_process = parallel.max_trials_per_process or None
+        tuner.limit_trials_per_process(parallel.max_trials_per_process)
     tuner.search_started = time.monotonic() - search_elapsed(prepared.run)
     pause_when_idle(tuner.oracle)
     batch = prepared.space.setting("data.batch_size") * parallel.gpus_per_trial

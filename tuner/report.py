@@ -41,8 +41,8 @@ from tuner.report_document import (GALLERY_PIXELS, GALLERY_SIZE, PHOTO_NAME, Blo
                                    signed, years)
 from tuner.report_metrics import (HEAD_KEYS, UNCOMPARED_SETTINGS, _plain, age_check,  # noqa: F401
                                   age_check_curve, band_errors, baseline_trials, chain_history,
-                                  compared_settings, fixed_settings, hyperparameter_columns, same_value,
-                                  trial_totals, wilson_interval)
+                                  compared_settings, fixed_settings, hyperparameter_columns, prediction_spread,
+                                  same_value, trial_totals, wilson_interval)
 from tuner.report_text import texts
 from tuner.run import RunFolder, atomic_write_text, open_run, read_trial_records, read_trials, select_best_trial
 from tuner.space import load_space
@@ -388,7 +388,8 @@ def build_report_data(run_dir: Path, baseline: Path | None = None, legal_age: in
                                       None if baseline_data is None else baseline_data["space"]),
         "errors": {"trial_id": best["trial_id"], "photos": int(len(predictions)),
                    "mae": float(np.mean(np.abs(errors))), "bias": float(np.mean(errors)),
-                   "bands": band_errors(true, predicted).to_dict("records"), "source": prediction_source},
+                   "bands": band_errors(true, predicted).to_dict("records"), "source": prediction_source,
+                   "spread": prediction_spread(true, predicted)},
         "age_check": check,
         "age_check_curve": age_check_curve(true, predicted, legal_age, thresholds).to_dict("records"),
         "hyperband": _hyperband_rounds(trials) if space.get("search", {}).get("tuner") == "hyperband" else None,

@@ -435,6 +435,11 @@ def build_document(data: dict[str, Any], text: dict[str, str], figures: dict[str
     elif run["interrupted"]:
         banners.append(Block("paragraph", text["interrupted"].format(trials=data["search"]["trials"]),
                              style="warning"))
+    spread = data["errors"]["spread"]
+    if spread["near_constant"]:
+        banners.append(Block("paragraph", text["near_constant"].format(
+            trial=data["errors"]["trial_id"], predicted=f"{spread['predicted_std']:.1f}",
+            true=f"{spread['true_std']:.1f}"), style="warning"))
     if data["data"]["synthetic"]:
         banners.append(Block("paragraph", text["synthetic"], style="note"))
 

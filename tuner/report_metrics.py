@@ -69,6 +69,23 @@ def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+#: Ratio of the standard deviation of the estimates to that of the true ages below which a model counts as constant.
+NEAR_CONSTANT_RATIO = 0.25
+
+
+def prediction_spread(true: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """Return the standard deviations of the true and estimated ages, and whether the estimates are nearly constant.
+
+    An undertrained regressor trained with MAE settles near the median age
+    and gives every face about the same estimate. Its MAE can still look
+    plausible, so the report says so in a banner.
+    """
+    true_std = float(np.std(np.asarray(true, dtype=np.float64)))
+    predicted_std = float(np.std(np.asarray(predicted, dtype=np.float64)))
+    near_constant = true_std > 0 and predicted_std < NEAR_CONSTANT_RATIO * true_std
+    return {"true_std": true_std, "predicted_std": predicted_std, "near_constant": bool(near_constant)}
+
+
 def band_errors(true: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> pd.DataFrame:
     """Return photos, MAE and bias (mean predicted - true) per age band of `tuner.data.AGE_BANDS`.
 

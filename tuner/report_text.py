@@ -21,6 +21,10 @@ EN: dict[str, str] = {
                "This report covers the trials that have finished; run it again when the search ends.",
     "interrupted": "Partial: the search was interrupted ({trials} trials so far). Resume it with the same "
                    "`agetune search` command, then run this report again.",
+    "near_constant": "Trial {trial} estimates nearly the same age for everyone: its estimates vary by {predicted} "
+                     "years (standard deviation) against {true} years for the true ages. The model is undertrained, "
+                     "and its errors by age band and age check say little. Train longer, with ImageNet weights or "
+                     "larger images, before using it.",
     "synthetic": "The photos of this run are synthetic test faces, so its numbers say nothing about real customers.",
     "summary_heading": "Summary",
     "summary_best": "Best model: trial {trial}, val MAE {mae} years, {difference}.",
@@ -210,6 +214,11 @@ RU: dict[str, str] = {
                "только завершённые испытания; составьте его заново, когда поиск закончится.",
     "interrupted": "Промежуточный отчёт: поиск был прерван (испытаний на данный момент: {trials}). Продолжите "
                    "его той же командой `agetune search` и составьте отчёт заново.",
+    "near_constant": "Испытание {trial} оценивает почти одинаковый возраст для всех: разброс его оценок "
+                     "(стандартное отклонение) составляет {predicted} лет против {true} лет у настоящего возраста. "
+                     "Модель недообучена, и её ошибки по возрастным группам и проверка возраста мало о чём говорят. "
+                     "Прежде чем её использовать, обучите её дольше, с весами ImageNet или на изображениях "
+                     "большего размера.",
     "synthetic": "В этом запуске использованы синтетические тестовые лица, поэтому его цифры ничего не говорят "
                  "о реальных покупателях.",
     "summary_heading": "Главное",

@@ -10,9 +10,11 @@ half-written one is never read.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import gc
+import io
 import json
 import logging
 import os
@@ -161,16 +163,21 @@ class AgeTuner(keras_tuner.Hyperband):
     from the previous round's checkpoint), which does nothing for the random
     and Bayesian oracles, whose trials carry no round.
 
-    With `max_trials_per_process` set, it raises TrialsPerProcessReached from
-    `search` once that many trials have ended in this process, after their
-    records and the oracle's state are written.
+    After `limit_trials_per_process(N)`, `search` raises
+    TrialsPerProcessReached once N trials have ended in this process and the
+    oracle has handed out the next one (see that method).
     """
 
     def __init__(self, oracle: keras_tuner.Oracle, hypermodel: AgeHyperModel, run: RunFolder,
                  baseline: dict[str, Any], **kwargs: Any) -> None:
-        # Hyperband.__init__ would build its own oracle; the tuner base class takes ours.
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(run.path),
-                                   project_name=run.tuner_dir.name, overwrite=False, **kwargs)
+        # Hyperband.__init__ would build its own oracle; the tuner base class takes ours. It prints
+        # "Reloading Tuner from ..." on every resume, once per trial in a fresh process each.
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(run.path),
+                                       project_name=run.tuner_dir.name, overwrite=False, **kwargs)
+        for line in printed.getvalue().splitlines():
+            log.debug("Keras Tuner: %s", line)
         # Keras Tuner reloads the oracle only when this tuner id's own state file exists. A search started
         # under another id (tuner0 in one process, chief in a parallel search) leaves only oracle.json, and
         # a fresh oracle would number its trials from 0 again over the old ones.
@@ -180,7 +187,6 @@ class AgeTuner(keras_tuner.Hyperband):
         self.run = run
         self.baseline = baseline
         self.search_started = time.monotonic()
-        self.max_trials_per_process: int | None = None
         self.trials_in_process = 0
         self._trial_started: dict[str, float] = {}
         self._history: dict[str, list[dict[str, Any]]] = {}
@@ -197,7 +203,7 @@ class AgeTuner(keras_tuner.Hyperband):
         super().on_trial_begin(trial)
         self._trial_started[trial.trial_id] = time.monotonic()
         self._history[trial.trial_id] = []
-        log.info("trial %s started on %s: %s", trial.trial_id, self.tuner_id,
+        log.info("trial %s started on %s (pid %d): %s", trial.trial_id, self.tuner_id, os.getpid(),
                  describe_values(trial.hyperparameters.values, self.baseline))
 
     def on_epoch_end(self, trial: keras_tuner.engine.trial.Trial, model: keras.Model, epoch: int,
@@ -221,8 +227,26 @@ class AgeTuner(keras_tuner.Hyperband):
         # (the traced training step's graph outlives the collected model), and
         # only the end of the process returns it: see tuner.trial_process.
         self.trials_in_process += 1
-        if self.max_trials_per_process and self.trials_in_process >= self.max_trials_per_process:
-            raise TrialsPerProcessReached()
+
+    def limit_trials_per_process(self, limit: int) -> None:
+        """Make `search` raise TrialsPerProcessReached when the oracle hands out a trial after `limit` trials ended here.
+
+        The check runs after the oracle returns the next trial, not at the end
+        of a trial, so a process whose search is over ends normally instead of
+        leaving a fresh process to find that out. The trial handed out stays assigned to this
+        tuner id in the oracle's saved state: a one-process oracle reloads it
+        as a trial to retry, and a chief hands it again to a worker with this
+        id, so the next process trains it.
+        """
+        create_trial = self.oracle.create_trial
+
+        def create_or_stop(tuner_id: str) -> keras_tuner.engine.trial.Trial:
+            trial = create_trial(tuner_id)
+            if self.trials_in_process >= limit and trial.status != keras_tuner.engine.trial.TrialStatus.STOPPED:
+                raise TrialsPerProcessReached()
+            return trial
+
+        self.oracle.create_trial = create_or_stop
 
     def _record_trial(self, trial: keras_tuner.engine.trial.Trial) -> None:
         seconds = time.monotonic() - self._trial_started.pop(trial.trial_id, time.monotonic())

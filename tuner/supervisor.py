@@ -32,6 +32,7 @@ import ctypes.util
 import datetime as dt
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,8 +72,10 @@ class ChildSpec:
     """A child process the supervisor keeps running: its name, command and extra environment.
 
     With `forward_output` False the child writes to the supervisor's own
-    stdout and stderr, which keeps Keras' progress bar on a terminal, and logs
-    to search.log itself.
+    stdout, which keeps Keras' progress bar on a terminal, and logs to
+    search.log itself. Its stderr passes through the supervisor unprefixed,
+    which shows each of TensorFlow's start-up notices once instead of once per
+    process.
     """
 
     name: str
@@ -94,6 +97,8 @@ class Child:
     pids: list[int] = field(default_factory=list)
     restarts_in_a_row: int = 0
     starts: int = 0
+    # TensorFlow's C++ log messages already shown, without their time and thread id.
+    native_messages: set[str] = field(default_factory=set)
     trials_at_start: int = 0
     restart_at: float = 0.0
     last_exit: str | None = None
@@ -188,18 +193,18 @@ class Supervisor:
         # Each child leads its own session, so that Ctrl-C at the terminal reaches only the supervisor.
         process = subprocess.Popen(child.spec.command, env=environment, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE if forward else None,
-                                   stderr=subprocess.STDOUT if forward else None, text=True, encoding="utf-8",
-                                   errors="replace", bufsize=1, start_new_session=True,
+                                   stderr=subprocess.STDOUT if forward else subprocess.PIPE, text=True,
+                                   encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
                                    preexec_fn=_death_signal_hook())
         child.process = process
         child.status = "running"
         child.pids.append(process.pid)
         child.starts += 1
-        if forward:
-            assert process.stdout is not None  # Popen was given stdout=PIPE
-            child.reader = threading.Thread(target=self.forward, args=(child, process.stdout),
-                                            name=f"output-{child.name}", daemon=True)
-            child.reader.start()
+        stream = process.stdout if forward else process.stderr
+        assert stream is not None  # Popen was given a PIPE for it
+        child.reader = threading.Thread(target=self.forward if forward else self.pass_through, args=(child, stream),
+                                        name=f"output-{child.name}", daemon=True)
+        child.reader.start()
         # A fresh process after every few trials is routine; its start is logged only in debug output.
         level = logging.INFO if child.starts == 1 or child.restarts_in_a_row else logging.DEBUG
         log.log(level, "started %s (pid %d, %s)", child.name, process.pid, child.spec.description)
@@ -216,6 +221,22 @@ class Supervisor:
                 sys.stderr.flush()
                 if self.log_file is not None:
                     self.log_file.write(prefix + text + "\n")
+        stream.close()
+
+    def pass_through(self, child: Child, stream: IO[str]) -> None:
+        """Copy a child's stderr to stderr unchanged, except TensorFlow C++ log messages shown before."""
+        for line in stream:
+            text = line.rstrip("\n")
+            if text.startswith("error: "):
+                child.last_error = text[len("error: "):]
+            key = native_log_key(text)
+            if key is not None:
+                if key in child.native_messages:
+                    continue
+                child.native_messages.add(key)
+            with self.output_lock:
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
         stream.close()
 
     def poll(self) -> SupervisorOutcome | None:
@@ -372,10 +393,10 @@ class Supervisor:
             children[child.name] = {
                 "role": child.spec.role, "devices": child.spec.description, "status": child.status,
                 "pid": child.process.pid if child.process is not None else None, "pids": child.pids,
-                "restarts_in_a_row": child.restarts_in_a_row, "last_exit": child.last_exit,
+                "starts": child.starts, "restarts_in_a_row": child.restarts_in_a_row, "last_exit": child.last_exit,
                 "retired_at": child.retired_at, "reason": child.reason,
             }
-        atomic_write_json(self.status_path, {"supervisor_pid": os.getpid(), "oracle": self.oracle_address,
+        atomic_write_json(self.status_path, {"supervisor_pid": os.getpid(), "oracle": self.oracle_address or None,
                                              "updated_at": _now(), "children": children})
 
     def log_progress(self) -> None:
@@ -394,6 +415,21 @@ class Supervisor:
         parts.append("workers " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
         parts.append(f"{format_duration(time.monotonic() - self.started)} elapsed")
         log.info("progress: %s", " | ".join(parts))
+
+
+# A line of TensorFlow's C++ logging: severity and date (I1204), time, thread id, then "file.cc:12] message".
+# Before its logging is set up, TensorFlow writes the date as 0000 and the time as 00:00:<seconds since 1970>.
+NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ (\S+:\d+\] .*)$")
+#: The notice absl prints before TensorFlow's C++ logging is set up.
+ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def native_log_key(line: str) -> str | None:
+    """Return a TensorFlow C++ log line without its time and thread id, or None for any other line."""
+    if line == ABSL_NOTICE:
+        return line
+    found = NATIVE_LOG_LINE.match(line)
+    return None if found is None else f"{found.group(1)} {found.group(2)}"
 
 
 def describe_exit(code: int) -> str:
@@ -426,6 +462,9 @@ def _death_signal_hook() -> Callable[[], None] | None:
 
     def hook() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # The supervisor stops children with SIGINT. A shell starts background jobs with SIGINT ignored,
+        # and an ignored signal would stay ignored in the child across exec.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         # The parent may have died between the fork and prctl; then no signal will ever come.
         if os.getppid() != parent:
             os._exit(1)

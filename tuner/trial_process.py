@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import replace
 
-from tuner.distributed import child_command
+from tuner.distributed import child_command, describe_devices
 from tuner.errors import AgetuneError
 from tuner.search import (SearchOptions, SearchSummary, build_tuner, failed_trials_error, finish_search,
                           mark_search_running, prepare_search, resolve_switch, search_elapsed, search_trials)
@@ -58,8 +58,8 @@ def run_search_in_processes(options: SearchOptions, max_trials_per_process: int)
         log.info("mixed precision on: float16 compute, float32 weights and output")
     command = child_command(options, run.path, max_trials_per_process=max_trials_per_process)
     every = "each trial" if max_trials_per_process == 1 else f"every {max_trials_per_process} trials"
-    spec = ChildSpec(ONE_PROCESS_TUNER_ID, "worker", command, {}, f"a fresh process for {every}",
-                     forward_output=False)
+    log.info("training in a fresh process for %s (--max-trials-per-process %d)", every, max_trials_per_process)
+    spec = ChildSpec(ONE_PROCESS_TUNER_ID, "worker", command, {}, describe_devices(), forward_output=False)
     started = mark_search_running(run)
     supervisor = Supervisor(run, [spec], run.path / "workers.json", log_progress=False)
     try:
@@ -79,15 +79,17 @@ def run_search_in_processes(options: SearchOptions, max_trials_per_process: int)
 def run_trial_process(options: SearchOptions, max_trials_per_process: int) -> None:
     """Train trials of a one-process search until the oracle has none left; run as the supervised child.
 
-    Raises TrialsPerProcessReached after `max_trials_per_process` trials, and
-    AgetuneError when the search must stop (too many failed trials in a row).
+    Raises TrialsPerProcessReached when the oracle hands out a trial after
+    `max_trials_per_process` trials ended here, and AgetuneError when the
+    search must stop (too many failed trials in a row).
     """
     # The parent has shown the data summary and the warnings; the log file is this process's own.
     prepared = prepare_search(replace(options, log_setup=False, overwrite=False))
     mixed_precision = resolve_switch(options.mixed_precision, "mixed-precision")
     jit_compile = resolve_switch(options.xla, "xla")
     tuner = build_tuner(prepared, mixed_precision, jit_compile)
-    tuner.max_trials_per_process = max_trials_per_process or None
+    if max_trials_per_process:
+        tuner.limit_trials_per_process(max_trials_per_process)
     # Trial lines report the search's time, not this process's.
     tuner.search_started = time.monotonic() - search_elapsed(prepared.run)
     try:
