@@ -32,6 +32,8 @@ import logging
 import time
 from dataclasses import replace
 
+import tensorflow as tf
+
 from tuner.distributed import child_command, describe_devices
 from tuner.errors import AgetuneError
 from tuner.search import (SearchOptions, SearchSummary, build_tuner, failed_trials_error, finish_search,
@@ -52,6 +54,10 @@ def run_search_in_processes(options: SearchOptions, max_trials_per_process: int)
     """
     if max_trials_per_process < 1:
         raise AgetuneError(f"--max-trials-per-process must be 1 or more here, got {max_trials_per_process}.")
+    # This process trains nothing, but TensorFlow would reserve nearly all of a GPU's memory the first
+    # time it used one (saving the best model at the end), so it takes only what it needs.
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
     prepared = prepare_search(options)
     run = prepared.run
     if resolve_switch(options.mixed_precision, "mixed-precision"):
