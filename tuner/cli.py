@@ -26,7 +26,7 @@ app = typer.Typer(
 
 T = TypeVar("T")
 
-#: Trials per process of `agetune search`; a fresh process adds 8 to 9 s between trials on 2 CPU cores.
+#: Trials per process of `agetune search`; a fresh process adds 7 to 9 s between trials on 2 CPU cores.
 DEFAULT_TRIALS_PER_PROCESS = 1
 
 DataOption = Annotated[Path | None, typer.Option(
