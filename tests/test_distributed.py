@@ -22,14 +22,15 @@ from keras_tuner.src.distribute import oracle_chief
 from keras_tuner.src.engine import oracle as oracle_module
 from typer.testing import CliRunner
 
+from tests.processes import default_sigint, is_alive
 from tuner import distributed
 # TINY_SPACE has two one-epoch trials: each of the two workers takes one. An end-to-end search
 # then takes 2 to 5 minutes on 2 CPU cores, depending on their other load, almost all of it
 # TensorFlow start-up, tracing and saving the best model.
 from tests.tiny_run import TINY_SPACE
 from tuner.cli import app
-from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_RECYCLE, RESTART_COUNT_VARIABLE, ChiefWatcher, ChildSpec, ParallelOptions, Supervisor,
-                               child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
+from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_RECYCLE, RESTART_COUNT_VARIABLE, ChiefWatcher, ChildSpec,
+                               ParallelOptions, Supervisor, child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
                                plan_gpu_workers, release_worker)
 from tuner.errors import AgetuneError
 from tuner.supervisor import ABSL_NOTICE, native_log_key
@@ -417,15 +418,6 @@ def read_status(run: RunFolder) -> dict:
     return json.loads((run.path / "workers.json").read_text())
 
 
-def is_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped) counts as dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_supervisor_finishes_and_forwards(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
     chief = script("""
@@ -639,16 +631,6 @@ try:
 except KeyboardInterrupt:
     sys.exit(130)
 """
-
-
-def default_sigint() -> None:
-    """Let a test's child process take SIGINT as Ctrl-C.
-
-    A shell starts background jobs with SIGINT ignored, and an ignored signal
-    stays ignored across exec, so a suite run in the background would
-    otherwise start supervisors that never see the test's Ctrl-C.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_driver(run: RunFolder) -> tuple[subprocess.Popen[bytes], list[int]]:

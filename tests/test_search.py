@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tests.processes import default_sigint, is_alive
 from tuner.cli import app
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.hypermodel import AgeHyperModel
@@ -356,9 +357,9 @@ def test_search_killed_mid_trial_resumes(tmp_path: Path, faces: Path) -> None:
             process.kill()
     # The trial process dies with the search's main process.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _is_alive(trial_process["pid"]):
+    while time.monotonic() < deadline and is_alive(trial_process["pid"]):
         time.sleep(0.1)
-    assert not _is_alive(trial_process["pid"])
+    assert not is_alive(trial_process["pid"])
     first_record = json.loads((run.trials_dir / "0.json").read_text(encoding="utf-8"))
     assert not (run.trials_dir / "1.json").exists()
     # What a kill in the middle of a write leaves behind: a torn trials.csv
@@ -391,15 +392,6 @@ def test_search_killed_mid_trial_resumes(tmp_path: Path, faces: Path) -> None:
     assert all(records[trial_id]["rss_mib"] > 100 for trial_id in ("0", "1", "2"))
 
 
-def _is_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped) counts as dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_trial_process(tmp_path: Path, faces: Path) -> None:
@@ -408,7 +400,7 @@ def test_ctrl_c_stops_trial_process(tmp_path: Path, faces: Path) -> None:
     # Ctrl-C at a terminal reaches the main process only: the trial process leads its own session.
     process = subprocess.Popen(_search_command(space, faces, run.path), cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and "trial 0 started" not in _read(run.log_path):
@@ -421,7 +413,7 @@ def test_ctrl_c_stops_trial_process(tmp_path: Path, faces: Path) -> None:
             process.kill()
 
     assert process.returncode == 130
-    assert not _is_alive(trial_process["pid"])
+    assert not is_alive(trial_process["pid"])
     assert "Search interrupted; the trial in progress will run again. Resume with:" in output
     assert run.read_state()["status"] == "interrupted"
     assert not (run.trials_dir / "0.json").exists()

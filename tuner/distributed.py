@@ -61,10 +61,11 @@ import tensorflow as tf
 # The chief and supervisor names are re-exported too: the CLI and the tests import them from here.
 from tuner.chief import IDLE_PAUSE_SECONDS, ChiefWatcher, pause_when_idle, release_worker
 from tuner.errors import AgetuneError
+from tuner.logs import RESTART_COUNT_VARIABLE, is_first_start
+from tuner.run import RunFolder
 from tuner.search import (PreparedSearch, SearchOptions, SearchSummary, build_tuner, failed_trials_error,
                           finish_search, gpu_count, mark_search_running, prepare_search, resolve_switch,
                           search_elapsed, search_trials)
-from tuner.logs import RESTART_COUNT_VARIABLE, is_first_start
 from tuner.supervisor import (EXIT_CHILD_FATAL, EXIT_RECYCLE, MAX_RESTARTS, SUMMARY_INTERVAL, Child, ChildSpec,
                               SearchTerminated, Supervisor, SupervisorOutcome, _now, describe_exit)
 
@@ -417,7 +418,21 @@ def supervise_search(options: SearchOptions, parallel: ParallelOptions) -> Searc
                    "workers": {slot.worker_id: slot.describe() for slot in slots}}
         started = mark_search_running(run, parallel=details)
 
-    supervisor = Supervisor(run, specs, status_path, oracle_address=bind_address)
+    run_supervisor(Supervisor(run, specs, status_path, oracle_address=bind_address), run, started)
+    if started is None:
+        log.info("every worker on this machine has finished")
+        return None
+    return finish_search(run, started)
+
+
+def run_supervisor(supervisor: Supervisor, run: RunFolder, started: float | None) -> None:
+    """Run `supervisor` until its children are done, and record an interruption or failure in state.json.
+
+    `started` is the search's start as `mark_search_running` returned it, or
+    None in a process that did not start the search and leaves state.json
+    alone. Raises AgetuneError when a child stopped the search, and re-raises
+    KeyboardInterrupt and SearchTerminated.
+    """
     try:
         outcome = supervisor.run()
     except (KeyboardInterrupt, SearchTerminated):
@@ -430,10 +445,6 @@ def supervise_search(options: SearchOptions, parallel: ParallelOptions) -> Searc
             run.update_state(status="failed", finished_at=_now(), wall_seconds=round(time.monotonic() - started, 1))
         raise AgetuneError(f"{outcome.error} The search can be resumed: fix the cause and rerun the same command. "
                            f"The output of every process is in {run.log_path}.")
-    if started is None:
-        log.info("every worker on this machine has finished")
-        return None
-    return finish_search(run, started)
 
 
 # --- The chief and worker roles ----------------------------------------------------------------

@@ -45,7 +45,7 @@ def attach_log_file(path: Path, prefix: str = "") -> None:
     root.addHandler(handler)
 
 
-#: Environment variable that tells a child how many times its supervisor started it before (0 on the first start).
+#: Environment variable with the number of earlier starts of a supervised child (0 on the first start).
 RESTART_COUNT_VARIABLE = "AGETUNE_RESTART_COUNT"
 
 

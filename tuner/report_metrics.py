@@ -78,7 +78,7 @@ def prediction_spread(true: Sequence[float] | np.ndarray, predicted: Sequence[fl
 
     An undertrained regressor trained with MAE settles near the median age
     and gives every face about the same estimate. Its MAE can still look
-    plausible, so the report says so in a banner.
+    plausible, so the report warns about it in a banner.
     """
     true_std = float(np.std(np.asarray(true, dtype=np.float64)))
     predicted_std = float(np.std(np.asarray(predicted, dtype=np.float64)))

@@ -233,10 +233,10 @@ class AgeTuner(keras_tuner.Hyperband):
 
         The check runs after the oracle returns the next trial, not at the end
         of a trial, so a process whose search is over ends normally instead of
-        leaving a fresh process to find that out. The trial handed out stays assigned to this
-        tuner id in the oracle's saved state: a one-process oracle reloads it
-        as a trial to retry, and a chief hands it again to a worker with this
-        id, so the next process trains it.
+        leaving a fresh process to find that out. The trial handed out stays
+        assigned to this tuner id in the oracle's saved state. A one-process
+        oracle reloads it as a trial to retry, and a chief hands it again to a
+        worker with this id, so the next process trains it.
         """
         create_trial = self.oracle.create_trial
 

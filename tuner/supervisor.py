@@ -202,41 +202,36 @@ class Supervisor:
         child.starts += 1
         stream = process.stdout if forward else process.stderr
         assert stream is not None  # Popen was given a PIPE for it
-        child.reader = threading.Thread(target=self.forward if forward else self.pass_through, args=(child, stream),
-                                        name=f"output-{child.name}", daemon=True)
+        child.reader = threading.Thread(target=self.copy_output, args=(child, stream), name=f"output-{child.name}",
+                                        daemon=True)
         child.reader.start()
         # A fresh process after every few trials is routine; its start is logged only in debug output.
         level = logging.INFO if child.starts == 1 or child.restarts_in_a_row else logging.DEBUG
         log.log(level, "started %s (pid %d, %s)", child.name, process.pid, child.spec.description)
 
-    def forward(self, child: Child, stream: IO[str]) -> None:
-        """Copy a child's output line by line, prefixed with its name, to stderr and search.log."""
-        prefix = f"[{child.name}] "
-        for line in stream:
-            text = line.rstrip("\n")
-            if text.startswith("error: "):
-                child.last_error = text[len("error: "):]
-            with self.output_lock:
-                sys.stderr.write(prefix + text + "\n")
-                sys.stderr.flush()
-                if self.log_file is not None:
-                    self.log_file.write(prefix + text + "\n")
-        stream.close()
+    def copy_output(self, child: Child, stream: IO[str]) -> None:
+        """Copy a child's output line by line to stderr, noting its last `error: ` line.
 
-    def pass_through(self, child: Child, stream: IO[str]) -> None:
-        """Copy a child's stderr to stderr unchanged, except TensorFlow C++ log messages shown before."""
+        A forwarded child's lines get its name as a prefix and also go to
+        search.log. The stderr of a child that writes its own search.log passes
+        unprefixed, less the TensorFlow C++ log messages it has shown before.
+        """
+        forward = child.spec.forward_output
+        prefix = f"[{child.name}] " if forward else ""
         for line in stream:
             text = line.rstrip("\n")
             if text.startswith("error: "):
                 child.last_error = text[len("error: "):]
-            key = native_log_key(text)
+            key = None if forward else native_log_key(text)
             if key is not None:
                 if key in child.native_messages:
                     continue
                 child.native_messages.add(key)
             with self.output_lock:
-                sys.stderr.write(text + "\n")
+                sys.stderr.write(prefix + text + "\n")
                 sys.stderr.flush()
+                if forward and self.log_file is not None:
+                    self.log_file.write(prefix + text + "\n")
         stream.close()
 
     def poll(self) -> SupervisorOutcome | None:

@@ -34,11 +34,11 @@ from dataclasses import replace
 
 import tensorflow as tf
 
-from tuner.distributed import child_command, describe_devices
+from tuner.distributed import child_command, describe_devices, run_supervisor
 from tuner.errors import AgetuneError
 from tuner.search import (SearchOptions, SearchSummary, build_tuner, failed_trials_error, finish_search,
                           mark_search_running, prepare_search, resolve_switch, search_elapsed, search_trials)
-from tuner.supervisor import ChildSpec, SearchTerminated, Supervisor, _now
+from tuner.supervisor import ChildSpec, SearchTerminated, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,10 @@ def run_search_in_processes(options: SearchOptions, max_trials_per_process: int)
     started = mark_search_running(run)
     supervisor = Supervisor(run, [spec], run.path / "workers.json", log_progress=False)
     try:
-        outcome = supervisor.run()
+        run_supervisor(supervisor, run, started)
     except (KeyboardInterrupt, SearchTerminated):
         log.warning("search interrupted; the trial in progress will run again when the search resumes")
-        run.update_state(status="interrupted", interrupted_at=_now(),
-                         wall_seconds=round(time.monotonic() - started, 1))
         raise
-    if outcome.error is not None:
-        run.update_state(status="failed", finished_at=_now(), wall_seconds=round(time.monotonic() - started, 1))
-        raise AgetuneError(f"{outcome.error} The search can be resumed: fix the cause and rerun the same command. "
-                           f"Its log is {run.log_path}.")
     return finish_search(run, started)
 
 
