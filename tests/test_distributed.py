@@ -637,9 +637,11 @@ def start_driver(run: RunFolder) -> tuple[subprocess.Popen[bytes], list[int]]:
     """Start a supervisor of three sleeping children in its own process; return it and the children's pids."""
     driver = subprocess.Popen([sys.executable, "-c", SUPERVISOR_DRIVER, str(run.path)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_sigint)
+    status_path = run.path / "workers.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if run.log_path.exists() and run.log_path.read_text().count("] up") == 3:
+        # The children can print before the supervisor has written workers.json, so wait for both.
+        if run.log_path.exists() and run.log_path.read_text().count("] up") == 3 and status_path.exists():
             return driver, [child["pid"] for child in read_status(run)["children"].values()]
         time.sleep(0.2)
     driver.kill()
