@@ -35,6 +35,8 @@ LabelsOption = Annotated[str, typer.Option(help="Labels CSV, relative to the dat
 ImagesOption = Annotated[str, typer.Option(help="Photo folder, relative to the dataset folder or absolute.")]
 FileColumnOption = Annotated[str, typer.Option(help="CSV column with the photo file names.")]
 AgeColumnOption = Annotated[str, typer.Option(help="CSV column with the ages in years.")]
+# Accepted after the command name too (`agetune search -v`), where people tend to add it.
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -54,8 +56,14 @@ def _layout_options(labels: str, images: str, file_column: str, age_column: str)
     return {"labels": labels, "images": images, "file_column": file_column, "age_column": age_column}
 
 
+def _debug_logging(verbose: bool) -> None:
+    # The callback has already set up the console; a command's own -v only turns debug output on.
+    if verbose:
+        configure_console(verbose=True)
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+def main(verbose: VerboseOption = False) -> None:
     """Find the best ResNet50 age regressor for a face photo dataset with Keras Tuner."""
     configure_console(verbose)
 
@@ -86,12 +94,14 @@ def search(
     worker_id: Annotated[str | None, typer.Option(help="Id of this worker with --role worker, unique in the search; restart a crashed worker with the same id to rerun its trial.")] = None,
     max_trials_per_process: Annotated[int, typer.Option(help="Train this many trials in one process, then end it and start a fresh one: only the end of a process returns the memory TensorFlow keeps after each trial (about 350 MB). 0 trains every trial in this process; a worker started by hand with --role worker always does.")] = DEFAULT_TRIALS_PER_PROCESS,
     supervised: Annotated[bool, typer.Option(hidden=True, help="Set by agetune on the processes it starts itself.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run a Keras Tuner search; run it again to resume after any interruption.
 
     With --workers or --gpus, trials run in parallel worker processes on this
     machine; with --role, this process is one part of a search across machines.
     """
+    _debug_logging(verbose)
     from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_RECYCLE, EXIT_TERMINATED,
                                    ParallelOptions, SearchTerminated, run_parallel_search)
     from tuner.search import SearchOptions, TrialsPerProcessReached, run_search
@@ -152,8 +162,10 @@ def data(
     age_column: AgeColumnOption = "real_age",
     out: Annotated[Path | None, typer.Option(help="Where to write the age histogram PNG; none by default.")] = None,
     skip_images: Annotated[bool, typer.Option(help="Check the CSV only, not whether each photo decodes.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Validate a dataset and print its summary: photos, ages, problems."""
+    _debug_logging(verbose)
     from tuner.data import DatasetLayout, check_dataset, describe_dataset
 
     layout = DatasetLayout(root=root, **_layout_options(labels, images, file_column, age_column))
@@ -172,8 +184,10 @@ def report(
     legal_age: Annotated[int, typer.Option(help="The legal age for buying alcohol, in years.")] = 18,
     threshold: Annotated[int, typer.Option(help="Estimated age below which the till asks for an ID, in years.")] = 25,
     gallery: Annotated[bool, typer.Option(help="Add photos of the worst errors (private use; mind the photo licence).")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Write a report that selects the best model and compares it with the baseline."""
+    _debug_logging(verbose)
     from tuner.report import write_report
 
     folder = guarded(lambda: write_report(run_dir, out=out, lang=lang, baseline=baseline, legal_age=legal_age,
@@ -189,8 +203,10 @@ def export_best(
     retrain: Annotated[bool, typer.Option(help="Retrain the best hyperparameters on train + validation first.")] = False,
     tflite: Annotated[str, typer.Option(help="TFLite quantisation: float16, int8 or none.")] = "float16",
     threshold: Annotated[int, typer.Option(help="The ID-check threshold written into the model card, in years.")] = 25,
+    verbose: VerboseOption = False,
 ) -> None:
     """Export the best model as .keras, SavedModel and TFLite files with a model card."""
+    _debug_logging(verbose)
     from tuner.export import export_best as export
 
     folder = guarded(lambda: export(run_dir, out=out, force=force, retrain=retrain, tflite=tflite,
@@ -204,8 +220,10 @@ def predict(
     photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.")],
     out: Annotated[Path | None, typer.Option(help="Write a CSV here instead of a table on screen.")] = None,
     threshold: Annotated[int, typer.Option(help="Flag an ID check below this estimated age, in years.")] = 25,
+    verbose: VerboseOption = False,
 ) -> None:
     """Estimate ages of new photos with an exported model."""
+    _debug_logging(verbose)
     from tuner.export import predict_photos
 
     guarded(lambda: predict_photos(model, photos, out=out, threshold=threshold))
