@@ -6,8 +6,9 @@ tf.data pipeline of (images, ages) batches. `describe_dataset` writes the
 exploratory summary of a checked dataset.
 
 Reading and checking a dataset (`DatasetLayout`, `check_dataset`,
-`load_dataset` and the problems they report) is in `tuner.data_check`. Its
-public names are re-exported here.
+`load_dataset` and the problems they report) is in `tuner.data_check`, which
+reads the labels CSV with `tuner.labels_csv`. Its public names are
+re-exported here.
 """
 
 from __future__ import annotations

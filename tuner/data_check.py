@@ -31,14 +31,12 @@ the header is line 1), the file and the value:
 
 Read as usual, with a warning: a UTF-8 byte order mark (BOM), and a `;`, tab
 or `|` delimiter instead of `,`, which is detected from the header line.
+
+`tuner.labels_csv` reads the CSV; this module checks its rows and photos.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import difflib
-import io
 import logging
 import math
 import os
@@ -48,7 +46,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +54,19 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+# DatasetLayout, Problem, PROBLEM_KINDS, count_rows, DELIMITERS and DELIMITER_NAMES stay
+# importable from here, as they were before the labels CSV reader moved out.
+from tuner.dataset_layout import PROBLEM_KINDS, DatasetLayout, Problem, count_rows, list_entries
 from tuner.errors import DataError
+from tuner.labels_csv import DELIMITER_NAMES, DELIMITERS, LabelTable, read_labels
+
+__all__ = ["DECODABLE_FORMATS", "DELIMITERS", "DELIMITER_NAMES", "LOG_LIMIT_PER_KIND", "MAX_AGE", "MESSAGE_LIMIT",
+           "PROBLEM_KINDS", "DatasetCheck", "DatasetLayout", "Problem", "check_dataset", "count_rows",
+           "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
 MAX_AGE = 120.0
-DELIMITERS = (",", ";", "\t", "|")
-DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 #: Formats, as PIL names them, that `tf.io.decode_image` reads. MPO is a JPEG
 #: with extra frames, as some cameras write.
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"})
@@ -70,72 +74,11 @@ DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP"})
 MESSAGE_LIMIT = 20
 LOG_LIMIT_PER_KIND = 10
 
-#: Headings for `Problem.kind`, in the order reports list them.
-PROBLEM_KINDS = {
-    "dataset": "Dataset folders",
-    "labels": "Labels file",
-    "format": "CSV format",
-    "columns": "Columns",
-    "file_name": "Empty file names",
-    "age": "Invalid ages",
-    "duplicate": "Duplicate rows",
-    "missing_photo": "Missing photos",
-    "bad_photo": "Unreadable photos",
-    "no_rows": "Usable rows",
-}
-
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
-def count_rows(count: int) -> str:
-    """Return `count` with "row" or "rows", as in "1 row" and "1,024 rows"."""
-    return f"{count:,} row" if count == 1 else f"{count:,} rows"
-
-
 # --------------------------------------------------------------------------
-# Public types
-
-
-@dataclass(frozen=True)
-class DatasetLayout:
-    """Locations of a dataset's labels CSV and photo folder, and the names of its file and age columns."""
-
-    root: Path
-    labels: str = "labels.csv"
-    images: str = "final_files"
-    file_column: str = "file_name"
-    age_column: str = "real_age"
-
-    def __post_init__(self) -> None:
-        # Accept a str root from callers. The dataclass is frozen, hence object.__setattr__.
-        object.__setattr__(self, "root", Path(self.root))
-
-    @property
-    def labels_path(self) -> Path:
-        """Path of the labels CSV. An absolute `labels` ignores `root`."""
-        return self.root / self.labels
-
-    @property
-    def images_dir(self) -> Path:
-        """Path of the photo folder. An absolute `images` ignores `root`."""
-        return self.root / self.images
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem found in a dataset.
-
-    A non-fatal problem with a `line` means that row was skipped. `line` is the
-    1-based line number in the labels CSV, where the header is line 1. `kind`
-    is a key of `PROBLEM_KINDS`, used to group problems in reports, and is not
-    compared.
-    """
-
-    message: str
-    fatal: bool
-    line: int | None = None
-    file: str | None = None
-    kind: str = field(default="labels", compare=False)
+# The result of a check
 
 
 @dataclass
@@ -213,7 +156,7 @@ def check_dataset(layout: DatasetLayout, verify_images: bool = True) -> DatasetC
     """
     problems: list[Problem] = []
     images_ok = _check_folders(layout, problems)
-    table = _read_labels(layout, problems)
+    table = read_labels(layout, problems)
 
     rows: list[_Row] = []
     if table is not None:
@@ -287,7 +230,7 @@ def _check_folders(layout: DatasetLayout, problems: list[Problem]) -> bool:
         message = f"The images path {images} is not a folder. Pass --images DIR with the folder of photos."
     else:
         message = f"Images folder not found: {images}. Pass --images DIR with the folder of photos."
-        folders = _list_entries(layout.root, lambda path: path.is_dir())
+        folders = list_entries(layout.root, lambda path: path.is_dir())
         if folders:
             message += f" Folders in {layout.root}: {folders}."
     problems.append(Problem(message, fatal=True, kind="dataset"))
@@ -295,232 +238,10 @@ def _check_folders(layout: DatasetLayout, problems: list[Problem]) -> bool:
 
 
 # --------------------------------------------------------------------------
-# Labels CSV
-
-
-@dataclass
-class _LabelTable:
-    name: str
-    delimiter: str
-    file_index: int
-    age_index: int
-    rows: list[tuple[int, list[str]]]
-
-
-def _read_labels(layout: DatasetLayout, problems: list[Problem]) -> _LabelTable | None:
-    """Read and parse the labels CSV, or add fatal problems and return None."""
-    path = layout.labels_path
-    name = path.name
-
-    if not path.exists():
-        if layout.root.is_dir() or Path(layout.labels).is_absolute():
-            message = f"Labels file not found: {path}. Pass --labels FILE with the CSV of file names and ages."
-            candidates = _list_entries(path.parent, lambda entry: entry.suffix.lower() in {".csv", ".tsv", ".txt"})
-            if candidates:
-                message += f" Files that may be it: {candidates}."
-            problems.append(Problem(message, fatal=True, kind="labels"))
-        return None
-    if path.is_dir():
-        problems.append(Problem(f"The labels path {path} is a folder, not a CSV file.", fatal=True, kind="labels"))
-        return None
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        problems.append(Problem(f"Cannot read the labels file {path}: {error}.", fatal=True, kind="labels"))
-        return None
-
-    if not raw.strip():
-        problems.append(
-            Problem(
-                f"Labels file {path} is empty ({len(raw)} bytes). It needs the header line "
-                f"'{layout.file_column},{layout.age_column}' and one row per photo.",
-                fatal=True,
-                kind="labels",
-            )
-        )
-        return None
-
-    if raw.startswith(codecs.BOM_UTF8):
-        problems.append(
-            Problem(f"{name} starts with a UTF-8 byte order mark (BOM). It was read without it.", False, kind="format")
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        problems.append(
-            Problem(
-                f"{name} is not valid UTF-8: byte 0x{raw[error.start]:02x} on line {line} cannot be decoded. "
-                "Save the file as UTF-8.",
-                fatal=True,
-                line=line,
-                kind="labels",
-            )
-        )
-        return None
-
-    delimiter = _detect_delimiter(text)
-    if delimiter != ",":
-        problems.append(
-            Problem(
-                f"{name} uses {DELIMITER_NAMES[delimiter]} as the delimiter instead of ','. "
-                "It was read with that delimiter.",
-                fatal=False,
-                kind="format",
-            )
-        )
-
-    records = _parse_csv(text, delimiter, name, problems)
-    if records is None:
-        return None
-    if not records:
-        problems.append(Problem(f"Labels file {path} has no lines with content.", fatal=True, kind="labels"))
-        return None
-
-    header_line, header_fields = records[0]
-    header = [cell.strip() for cell in header_fields]
-    data = records[1:]
-    if not data:
-        problems.append(
-            Problem(
-                f"Labels file {path} has a header but no data rows. Add one row per photo: file name and age.",
-                fatal=True,
-                line=header_line,
-                kind="labels",
-            )
-        )
-
-    file_index = _find_column(header, header_line, layout.file_column, "--file-column", layout, problems)
-    age_index = _find_column(header, header_line, layout.age_column, "--age-column", layout, problems)
-
-    rows: list[tuple[int, list[str]]] = []
-    for line, fields in data:
-        if len(fields) != len(header):
-            problems.append(
-                Problem(
-                    f"{name} line {line} cannot be parsed: it has {len(fields)} fields but the header has "
-                    f"{len(header)}. Check the delimiter and the quoting on that line.",
-                    fatal=True,
-                    line=line,
-                    kind="format",
-                )
-            )
-            continue
-        rows.append((line, fields))
-
-    if file_index is None or age_index is None or not data:
-        return None
-    return _LabelTable(name=name, delimiter=delimiter, file_index=file_index, age_index=age_index, rows=rows)
-
-
-def _detect_delimiter(text: str) -> str:
-    """Return the candidate delimiter found most often in the first non-blank line, or ',' if none is."""
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {delimiter: first_line.count(delimiter) for delimiter in DELIMITERS}
-    # max() keeps the first of equal counts, so ',' wins ties.
-    best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])
-    return best if counts[best] > 0 else ","
-
-
-def _parse_csv(text: str, delimiter: str, name: str, problems: list[Problem]) -> list[tuple[int, list[str]]] | None:
-    """Return the non-blank CSV records with their starting line numbers, or None on a parse error."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records: list[tuple[int, list[str]]] = []
-    previous_end = 0
-    try:
-        for fields in reader:
-            # A quoted field can span lines, so a record starts after the previous one ends.
-            start = previous_end + 1
-            previous_end = reader.line_num
-            if fields:
-                records.append((start, fields))
-    except csv.Error as error:
-        # Report where the broken record starts: an unclosed quote makes the
-        # reader fail only at the end of the file.
-        line = previous_end + 1
-        problems.append(
-            Problem(
-                f"{name} line {line} cannot be parsed as CSV: {error}. Check the quoting on that line.",
-                fatal=True,
-                line=line,
-                kind="format",
-            )
-        )
-        return None
-    return records
-
-
-def _find_column(
-    header: list[str], header_line: int, expected: str, option: str, layout: DatasetLayout, problems: list[Problem]
-) -> int | None:
-    """Return the index of column `expected`, or add a fatal problem with the closest names and return None."""
-    name = layout.labels_path.name
-    matches = [index for index, column in enumerate(header) if column == expected]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        problems.append(
-            Problem(
-                f"Column '{expected}' appears {len(matches)} times in the header of {name}. "
-                "Rename or remove the extra columns.",
-                fatal=True,
-                line=header_line,
-                kind="columns",
-            )
-        )
-        return None
-
-    found = ", ".join(f"'{column}'" for column in header)
-    message = f"Column '{expected}' not found in {name}. Found columns: {found}."
-    # Do not suggest the column that already serves as the other column.
-    other_columns = {layout.file_column, layout.age_column} - {expected}
-    candidates = [column for column in header if column not in other_columns]
-    suggestion = _closest_column(expected, candidates)
-    if suggestion is not None:
-        message += f" Did you mean '{suggestion}'? Pass {option} {_quote_argument(suggestion)}."
-    elif _looks_like_data(header):
-        message += (
-            f" The first line looks like data, not a header. "
-            f"Add the line '{layout.file_column},{layout.age_column}' at the top."
-        )
-    else:
-        message += f" Pass {option} NAME with the name of that column."
-    if len(header) == 1:
-        message += " The header has a single column, so the delimiter may be other than ',', ';', tab or '|'."
-    problems.append(Problem(message, fatal=True, line=header_line, kind="columns"))
-    return None
-
-
-def _closest_column(expected: str, candidates: Sequence[str]) -> str | None:
-    """Return the candidate closest to `expected`, ignoring case, or None if none is close."""
-    by_lower = {candidate.lower(): candidate for candidate in candidates}
-    # 0.5 accepts 'age' for 'real_age' (ratio 0.55) but rejects unrelated names.
-    close = difflib.get_close_matches(expected.lower(), list(by_lower), n=1, cutoff=0.5)
-    return by_lower[close[0]] if close else None
-
-
-def _looks_like_data(header: list[str]) -> bool:
-    image_suffixes = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-    return any(cell.lower().endswith(image_suffixes) or _is_number(cell) for cell in header)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _quote_argument(value: str) -> str:
-    return value if re.fullmatch(r"[\w.-]+", value) else repr(value)
-
-
-# --------------------------------------------------------------------------
 # Row checks
 
 
-def _parse_ages(table: _LabelTable, layout: DatasetLayout, problems: list[Problem]) -> list[_Row]:
+def _parse_ages(table: LabelTable, layout: DatasetLayout, problems: list[Problem]) -> list[_Row]:
     """Return the rows with a file name and a valid age, and add a warning for each other row."""
     rows: list[_Row] = []
     for line, fields in table.rows:
@@ -751,16 +472,6 @@ def _capped_list(items: Sequence[str], limit: int, rest_label: str) -> list[str]
     if len(items) > limit:
         lines.append(f"  ... and {len(items) - limit} {rest_label}")
     return lines
-
-
-def _list_entries(folder: Path, keep: Any, limit: int = 5) -> str:
-    """Return up to `limit` entry names in `folder` that pass `keep`, comma-separated, or ''."""
-    try:
-        names = sorted(entry.name for entry in folder.iterdir() if keep(entry))
-    except OSError:
-        return ""
-    listed = ", ".join(names[:limit])
-    return listed + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _join_words(items: list[str]) -> str:
