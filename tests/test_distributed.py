@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from tuner import distributed
 # TensorFlow start-up, tracing and saving the best model.
 from tests.tiny_run import TINY_SPACE
 from tuner.cli import app
+from tuner.data import DatasetLayout
 from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_RECYCLE, RESTART_COUNT_VARIABLE, ChiefWatcher, ChildSpec,
                                ParallelOptions, Supervisor, child_command, parse_gpu_selection, parse_oracle_address, plan_cpu_workers,
                                plan_gpu_workers, release_worker)
@@ -223,14 +225,17 @@ def test_cli_rejects_workers_and_gpus() -> None:
     assert "pass either --workers (CPU workers) or --gpus" in result.output
 
 
-def test_cli_gpus_without_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_gpus_without_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                              make_faces: Callable[..., DatasetLayout]) -> None:
     monkeypatch.setattr(distributed, "gpu_count", lambda: 0)
 
-    # The plan fails before the dataset is even read.
-    result = CliRunner().invoke(app, ["search", "--gpus", "all", "--data", "/nonexistent"])
+    # The plan fails before any photo is decoded or the run folder is made.
+    result = CliRunner().invoke(app, ["search", "--gpus", "all", "--data", str(make_faces().root),
+                                      "--run", str(tmp_path / "run")])
 
     assert result.exit_code == 1
     assert "TensorFlow sees no GPU" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_child_command_passes_every_option(tmp_path: Path) -> None:

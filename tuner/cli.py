@@ -35,7 +35,7 @@ LabelsOption = Annotated[str, typer.Option(help="Labels CSV, relative to the dat
 ImagesOption = Annotated[str, typer.Option(help="Photo folder, relative to the dataset folder or absolute.")]
 FileColumnOption = Annotated[str, typer.Option(help="CSV column with the photo file names.")]
 AgeColumnOption = Annotated[str, typer.Option(help="CSV column with the ages in years.")]
-# Accepted after the command name too (`agetune search -v`), where people tend to add it.
+# Every command takes it too, so that `agetune search -v` works as well as `agetune -v search`.
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")]
 
 
@@ -102,15 +102,22 @@ def search(
     machine; with --role, this process is one part of a search across machines.
     """
     _debug_logging(verbose)
-    from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_RECYCLE, EXIT_TERMINATED,
-                                   ParallelOptions, SearchTerminated, run_parallel_search)
-    from tuner.search import SearchOptions, TrialsPerProcessReached, run_search
-    from tuner.trial_process import run_search_in_processes, run_trial_process
+    from tuner.options import SearchOptions, check_before_tensorflow
 
     options = SearchOptions(space=space, data=data, layout=_layout_options(labels, images, file_column, age_column),
                             run_dir=run, tuner=tuner, weights=weights, image_size=image_size, max_epochs=max_epochs,
                             max_trials=max_trials, limit=limit, overwrite=overwrite,
                             mixed_precision=mixed_precision, xla=xla)
+    if not supervised and role is None:
+        # Processes that agetune starts itself, and the parts of a search across machines, skip it:
+        # their input was checked where the search started, or its data may live elsewhere.
+        guarded(lambda: check_before_tensorflow(options))
+
+    from tuner.distributed import (EXIT_CHILD_FATAL, EXIT_INTERRUPTED, EXIT_RECYCLE, EXIT_TERMINATED,
+                                   ParallelOptions, SearchTerminated, run_parallel_search)
+    from tuner.search import TrialsPerProcessReached, run_search
+    from tuner.trial_process import run_search_in_processes, run_trial_process
+
     parallel = ParallelOptions(workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial, role=role,
                                oracle_address=oracle_address, worker_id=worker_id, supervised=supervised,
                                max_trials_per_process=max_trials_per_process)

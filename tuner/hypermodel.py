@@ -19,6 +19,7 @@ import keras_tuner
 
 from tuner.errors import WeightsError
 from tuner.logs import is_first_start
+from tuner.options import weights_file
 from tuner.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,7 @@ def resolve_weights(weights: str) -> str | None:
     if weights == "none":
         return None
     if weights != "imagenet":
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"backbone weights file {path} not found. Pass --weights with the path to "
-                               "a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'.")
-        return str(path.resolve())
+        return str(weights_file(weights))
 
     cached = keras_cache_dir() / IMAGENET_FILE
     if cached.is_file():

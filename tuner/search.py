@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from tuner.data import (DatasetLayout, load_dataset, load_split, make_dataset, s
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.hypermodel import AgeHyperModel, resolve_weights
 from tuner.logs import attach_log_file
+# SearchOptions and default_run_dir are imported from here by callers too.
+from tuner.options import SearchOptions, default_run_dir  # noqa: F401
 from tuner.run import (RunFolder, atomic_write_json, atomic_write_text, format_duration, select_best_trial,
                        write_trials_csv)
 from tuner.space import SearchSpace, load_space, parse_space
@@ -51,38 +53,6 @@ log = logging.getLogger(__name__)
 # into a freshly compiled model (the next Hyperband round, the best model)
 # restores every weight but not the empty optimizer, and Keras warns each time.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-
-
-@dataclass
-class SearchOptions:
-    """Everything `agetune search` was asked to do; fields left None take the space's values."""
-
-    space: str | Path = "quick"
-    data: Path | None = None
-    layout: dict[str, str] = field(default_factory=dict)
-    run_dir: Path | None = None
-    tuner: str | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    max_epochs: int | None = None
-    max_trials: int | None = None
-    limit: int | None = None
-    overwrite: bool = False
-    mixed_precision: str = "auto"
-    xla: str = "auto"
-    verbose: int | None = None
-    # prepare_search also logs to the run folder's search.log with this prefix on each line; None turns
-    # that off in a worker process whose supervisor forwards its output to search.log.
-    log_prefix: str | None = ""
-    # False in a process that a supervisor starts again and again: the data summary and the warnings
-    # of prepare_search go to debug output there, because its first start or its parent showed them.
-    log_setup: bool = True
-
-    def overrides(self) -> dict[str, Any]:
-        """Return the space keys that command-line options replace."""
-        pairs = {"search.tuner": self.tuner, "backbone.weights": self.weights, "data.image_size": self.image_size,
-                 "search.max_epochs": self.max_epochs, "search.max_trials": self.max_trials}
-        return {key: value for key, value in pairs.items() if value is not None}
 
 
 @dataclass
@@ -342,11 +312,6 @@ def resolve_switch(value: str, name: str) -> bool:
     return gpu_count() > 0 if value == "auto" else value == "on"
 
 
-def default_run_dir(space: SearchSpace) -> Path:
-    """Return runs/<space name>, the run folder used when none is given."""
-    return Path("runs") / space.name
-
-
 def _config_document(space: SearchSpace, layout: DatasetLayout, options: SearchOptions,
                      synthetic: bool) -> dict[str, Any]:
     return {
@@ -377,10 +342,7 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     first trial. A run folder from an earlier search is resumed when its
     configuration matches, and rejected when it does not.
     """
-    space = load_space(options.space)
-    overrides = options.overrides()
-    if overrides:
-        space = space.with_overrides(overrides)
+    space = options.resolved_space()
 
     synthetic = options.data is None
     if synthetic:
