@@ -32,7 +32,7 @@ import pandas as pd
 from tuner.data import load_split
 from tuner.errors import AgetuneError, DataError, RunFolderError
 from tuner.model_card import build_model_card, render_model_card
-from tuner.predict import Predictor, load_predictor, predict_photos
+from tuner.predict import Predictor, first_line, load_predictor, predict_photos
 from tuner.report import age_check, band_errors
 from tuner.run import RunFolder, open_run, read_trials, select_best_trial
 
@@ -346,7 +346,7 @@ def write_tflite(plan: ExportPlan, saved_model_path: Path, path: Path) -> dict[s
     try:
         data = converter.convert()
     except (ConverterError, RuntimeError) as error:
-        message = _first_line(str(error))
+        message = first_line(str(error))
         log.error("TFLite conversion failed: %s", message)
         return {"status": "failed", "quantization": plan.tflite, "message": message}
     path.write_bytes(data)
@@ -471,8 +471,3 @@ def retrain_best(plan: ExportPlan) -> Any:
     exported = AgeHyperModel(space, weights_path=None, seed=plan.seed).build(hp)
     exported.set_weights(model.get_weights())
     return exported
-
-
-def _first_line(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else message

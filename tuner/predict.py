@@ -87,7 +87,7 @@ def load_predictor(path: Path) -> Predictor:
         if path.suffix == ".tflite":
             return _load_tflite(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        raise AgetuneError(f"cannot load the model {path}: {_first_line(str(error)).rstrip('.')}. "
+        raise AgetuneError(f"cannot load the model {path}: {first_line(str(error)).rstrip('.')}. "
                            "Export it again with `agetune export-best`.") from None
     raise AgetuneError(f"model {path} has an unknown format. Pass a .keras file, a SavedModel folder "
                        "or a .tflite file.")
@@ -244,13 +244,14 @@ def read_photo(path: Path, image_size: tuple[int, int]) -> np.ndarray:
 
 def _clean_tf_message(message: str) -> str:
     """Keep the first line of a TensorFlow error without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
-    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", _first_line(message))
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", first_line(message))
     return re.sub(r"\s*\[Op:\w+\]\s*$", "", text)
 
 
-def _first_line(message: str) -> str:
+def first_line(message: str) -> str:
+    """Return the first non-empty line of an error message, cut at 300 characters."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0] if lines else message
+    return lines[0][:300] if lines else message
 
 
 def estimate_ages(predictor: Predictor, photos: Sequence[Path],

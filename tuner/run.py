@@ -210,7 +210,7 @@ def collect_trials(run: RunFolder) -> pd.DataFrame:
             "train_seconds": record.get("train_seconds"),
             "started_at": record.get("started_at"),
             "finished_at": record.get("finished_at"),
-            "message": _first_line(state.get("message") or record.get("error")),
+            "message": _last_line(state.get("message") or record.get("error")),
         })
         if row["epochs"] is None:
             row["epochs"] = record.get("epochs")
@@ -232,7 +232,7 @@ def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
     return min(scored, key=lambda entry: entry["val_mae"]) if scored else {}
 
 
-def _first_line(message: str | None) -> str | None:
+def _last_line(message: str | None) -> str | None:
     """Return the last non-empty line of a traceback, which names the error."""
     if not message:
         return None
