@@ -13,9 +13,6 @@ from typer.testing import CliRunner
 
 from tuner.cli import app
 from tuner.data import DatasetLayout
-from tuner.errors import DataError
-from tuner.options import SearchOptions, check_before_tensorflow
-from tuner.run import RunFolder
 
 
 @pytest.mark.parametrize("verbose_at", ["before", "after"])
@@ -64,44 +61,65 @@ def run_cli_fresh(arguments: list[str]) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize(("problem", "expected_error"), [
-    ("missing dataset", "error: Cannot use the dataset at {root}:\n  - Dataset folder not found: {root}."),
-    ("bad column", "Column 'real_age' not found in labels.csv. Found columns: 'file_name', 'age'. Did you mean 'age'?"),
-    ("misspelled space", "error: search space 'qiuck' not found. Did you mean 'quick'?"),
-    ("missing weights file", "error: backbone weights file {root}/resnet.h5 not found."),
-], ids=["missing-dataset", "bad-column", "misspelled-space", "missing-weights-file"])
-def test_search_input_errors_come_before_tensorflow(problem: str, expected_error: str, tmp_path: Path,
+PROBLEMS = {
+    "missing-dataset": "error: Cannot use the dataset at {root}:\n  - Dataset folder not found: {root}.",
+    "bad-column": "Column 'real_age' not found in labels.csv. Found columns: 'file_name', 'age'. Did you mean 'age'?",
+    "misspelled-space": "error: search space 'qiuck' not found. Did you mean 'quick'?",
+    "missing-weights-file": "error: backbone weights file {root}/resnet.h5 not found.",
+    "text-weights-file": "error: backbone weights file {root}/labels.csv is not an HDF5 (.h5) file.",
+    "bad-switch": "error: --mixed-precision must be auto, on or off, got 'yes'.",
+    "run-is-a-file": "error: --run {run} is a file, not a folder.",
+    "foreign-run-folder": "error: {run} exists and is not an agetune run folder",
+}
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_search_input_errors_come_before_tensorflow(problem: str, tmp_path: Path,
                                                     make_faces: Callable[..., DatasetLayout]) -> None:
     root = make_faces().root
-    arguments = ["search", "--data", str(root), "--run", str(tmp_path / "run")]
-    if problem == "missing dataset":
+    run = tmp_path / "run"
+    arguments = ["search", "--data", str(root), "--run", str(run)]
+    if problem == "missing-dataset":
         root = tmp_path / "nowhere"
         arguments[2] = str(root)
-    elif problem == "bad column":
+    elif problem == "bad-column":
         labels = root / "labels.csv"
         labels.write_text(labels.read_text(encoding="utf-8").replace("real_age", "age", 1), encoding="utf-8")
-    elif problem == "misspelled space":
+    elif problem == "misspelled-space":
         arguments += ["--space", "qiuck"]
-    else:
+    elif problem == "missing-weights-file":
         arguments += ["--weights", str(root / "resnet.h5")]
+    elif problem == "text-weights-file":
+        arguments += ["--weights", str(root / "labels.csv")]
+    elif problem == "bad-switch":
+        arguments += ["--mixed-precision", "yes"]
+    elif problem == "run-is-a-file":
+        run.write_text("not a folder", encoding="utf-8")
+    else:
+        run.mkdir()
+        # A config.json that agetune did not write: it must be neither replaced nor trained over.
+        (run / "config.json").write_text('{"owner": "someone else"}', encoding="utf-8")
+    before = sorted(path.name for path in run.iterdir()) if run.is_dir() else None
 
     finished = run_cli_fresh(arguments)
 
     assert finished.stdout.splitlines()[-1] == "exit 1, tensorflow imported: False"
-    assert expected_error.format(root=root) in finished.stderr
-    assert not (tmp_path / "run").exists()
+    assert PROBLEMS[problem].format(root=root, run=run) in finished.stderr
+    if problem == "run-is-a-file":
+        assert run.read_text(encoding="utf-8") == "not a folder"
+    elif problem == "foreign-run-folder":
+        assert sorted(path.name for path in run.iterdir()) == before
+        assert (run / "config.json").read_text(encoding="utf-8") == '{"owner": "someone else"}'
+    else:
+        assert not run.exists()
 
 
-def test_check_skips_dataset_of_resumed_run(tmp_path: Path) -> None:
-    # A resumed search trains on the split in its run folder, so a dataset folder that has moved since
-    # must not stop it here.
-    run = RunFolder(tmp_path / "run")
-    run.path.mkdir()
-    run.split_path.write_text("file_name,age,path,subset\n", encoding="utf-8")
-    options = SearchOptions(data=tmp_path / "moved", run_dir=run.path)
+def test_search_error_lists_row_warnings(tmp_path: Path, make_faces: Callable[..., DatasetLayout]) -> None:
+    root = make_faces(ages=["old", "young"]).root
 
-    check_before_tensorflow(options)
+    finished = run_cli_fresh(["search", "--data", str(root), "--run", str(tmp_path / "run")])
 
-    options.overwrite = True
-    with pytest.raises(DataError, match="Dataset folder not found"):
-        check_before_tensorflow(options)
+    assert finished.stdout.splitlines()[-1] == "exit 1, tensorflow imported: False"
+    assert "labels.csv line 2 (000000.jpg): age 'old' is not a number" in finished.stderr
+    assert "labels.csv line 3 (000001.jpg): age 'young' is not a number" in finished.stderr
+    assert "Fix the rows named in the warnings." in finished.stderr

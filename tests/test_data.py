@@ -240,6 +240,15 @@ def test_row_with_extra_field_is_fatal(make_faces: MakeFaces) -> None:
     assert "3 fields but the header has 2" in problem.message
 
 
+def test_row_with_one_field_says_field(make_faces: MakeFaces) -> None:
+    layout = make_faces()
+    write_labels(layout, "file_name,real_age\n000000.jpg,5\n000001.jpg\n")
+
+    problem = only_problem(check_dataset(layout))
+
+    assert "it has 1 field but the header has 2" in problem.message
+
+
 def test_unclosed_quote_names_start_line(make_faces: MakeFaces) -> None:
     layout = make_faces()
     write_labels(layout, 'file_name,real_age\n000000.jpg,5\n"000001.jpg,20\n000002.jpg,31\n')
@@ -274,6 +283,12 @@ def test_all_rows_skipped_is_fatal(make_faces: MakeFaces) -> None:
         "No usable rows in labels.csv: all 2 rows were skipped. Fix the rows named in the warnings."
     )
     assert check.frame.empty
+    with pytest.raises(DataError) as raised:
+        check.raise_if_fatal()
+    # "all 2 rows were skipped" counts them already; no second count of the same rows.
+    assert str(raised.value) == (f"Cannot use the dataset at {layout.root}:\n"
+                                 "  - No usable rows in labels.csv: all 2 rows were skipped. "
+                                 "Fix the rows named in the warnings.")
 
 
 def test_raise_if_fatal_lists_all(make_faces: MakeFaces) -> None:

@@ -158,6 +158,30 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded, source.get_layer("conv1_conv").kernel.numpy())
 
 
+def test_weights_file_that_is_not_hdf5(tmp_path: Path) -> None:
+    path = tmp_path / "notes.h5"
+    path.write_text("not weights", encoding="utf-8")
+
+    with pytest.raises(WeightsError) as raised:
+        resolve_weights(str(path))
+
+    assert str(raised.value) == (f"backbone weights file {path} is not an HDF5 (.h5) file. Pass --weights with the "
+                                 "path to a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'.")
+
+
+def test_weights_file_of_another_model(tmp_path: Path) -> None:
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = tmp_path / "other.weights.h5"
+    other.save_weights(path)
+
+    with pytest.raises(WeightsError) as raised:
+        resolve_weights(str(path))
+
+    assert str(raised.value).startswith(f"cannot load the backbone weights file {path.resolve()}: ")
+    # Processes started by one that checked the file skip the load.
+    assert resolve_weights(str(path), verify=False) == str(path.resolve())
+
+
 def test_imagenet_offline_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("AGETUNE_OFFLINE", "1")

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from typer.testing import CliRunner
 
 from tests.processes import default_sigint, is_alive
 from tuner.cli import app
-from tuner.errors import AgetuneError, RunFolderError
+from tuner.errors import AgetuneError, DataError, RunFolderError
 from tuner.hypermodel import AgeHyperModel
+from tuner.options import check_before_tensorflow
 from tuner.run import RunFolder, read_trial_records, read_trials
 from tuner.search import (AgeTuner, RandomSearchOracle, SearchOptions, TrialsPerProcessReached, build_tuner,
                           describe_values, format_trial_line, prepare_search, run_search, search_elapsed,
@@ -192,6 +194,52 @@ def test_overwrite_never_deletes_a_foreign_folder(tmp_path: Path, faces: Path) -
     with pytest.raises(RunFolderError, match="is not an agetune run folder; refusing to delete it"):
         prepare_search(SearchOptions(space=space, data=faces, run_dir=folder, overwrite=True))
     assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_foreign_config_json_is_never_replaced(tmp_path: Path, faces: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"owner": "someone else"}', encoding="utf-8")
+    space = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+
+    with pytest.raises(RunFolderError) as raised:
+        prepare_search(SearchOptions(space=space, data=faces, run_dir=folder))
+
+    assert str(raised.value) == (f"{folder} exists and is not an agetune run folder (it has no config.json that "
+                                 "agetune wrote). Pick another --run folder.")
+    assert [path.name for path in folder.iterdir()] == ["config.json"]
+    assert (folder / "config.json").read_text(encoding="utf-8") == '{"owner": "someone else"}'
+
+
+def test_run_path_that_is_a_file(tmp_path: Path, faces: Path) -> None:
+    path = write(tmp_path / "afile", "not a folder")
+    space = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+
+    with pytest.raises(RunFolderError) as raised:
+        prepare_search(SearchOptions(space=space, data=faces, run_dir=path))
+
+    assert str(raised.value) == f"--run {path} is a file, not a folder. Pass a folder for the run's files."
+
+
+def test_resume_after_the_dataset_moved(tmp_path: Path, faces: Path) -> None:
+    data = Path(shutil.copytree(faces, tmp_path / "faces"))
+    space = write(tmp_path / "a.toml", RANDOM_SPACE.format(max_trials=2, epochs=1))
+    options = SearchOptions(space=space, data=data, run_dir=tmp_path / "run")
+    prepare_search(options)
+    data.rename(tmp_path / "moved")
+
+    # A resumed search trains on the photos its split names, so both checks look there.
+    for check in (check_before_tensorflow, prepare_search):
+        with pytest.raises(DataError) as raised:
+            check(options)
+        message = str(raised.value)
+        assert message.startswith(f"40 of 40 photos in {tmp_path / 'run' / 'split.csv'} are missing, such as "
+                                  f"{data / 'final_files'}/")
+        assert message.endswith("put the dataset back where it was, or pass --overwrite to start a new search.")
+
+    (tmp_path / "moved").rename(data)
+    check_before_tensorflow(options)
+    assert len(prepare_search(options).split) == 40
 
 
 def test_interrupted_search_records_its_state(tmp_path: Path, faces: Path, monkeypatch: pytest.MonkeyPatch) -> None:

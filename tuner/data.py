@@ -152,6 +152,15 @@ def save_split(frame: pd.DataFrame, path: Path) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
+def check_split_photos(split: pd.DataFrame, split_path: Path) -> None:
+    """Raise `DataError` when photos of a saved split are gone; a resumed search trains on exactly those files."""
+    missing = [path for path in split["path"] if not Path(path).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(split)} photos in {split_path} are missing, such as {missing[0]}. "
+                        "A resumed search trains on the photos of its split: put the dataset back where it was, "
+                        "or pass --overwrite to start a new search.")
+
+
 def load_split(path: Path) -> pd.DataFrame:
     """Read a split written by `save_split`.
 

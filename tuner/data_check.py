@@ -130,7 +130,8 @@ class DatasetCheck:
         lines = [f"Cannot use the dataset at {self.layout.root}:"]
         lines += _capped_list(fatal, MESSAGE_LIMIT, "more problems")
         skipped = len(self.skipped_lines)
-        if skipped:
+        # "No usable rows" already counts every row as skipped.
+        if skipped and not any(problem.kind == "no_rows" for problem in self.problems):
             lines.append(f"In addition, {count_rows(skipped)} would be skipped because of the problems in the warnings.")
         raise DataError("\n".join(lines))
 
@@ -193,7 +194,7 @@ def load_dataset(layout: DatasetLayout, verify_images: bool = True) -> pd.DataFr
     `LOG_LIMIT_PER_KIND` per kind, then counted.
     """
     check = check_dataset(layout, verify_images=verify_images)
-    _log_warnings(check.warnings)
+    log_warnings(check.warnings)
     check.raise_if_fatal()
     summary = check.summary()
     logger.info(
@@ -447,7 +448,7 @@ def _build_frame(rows: list[_Row], layout: DatasetLayout) -> pd.DataFrame:
     )
 
 
-def _log_warnings(warnings: Iterable[Problem]) -> None:
+def log_warnings(warnings: Iterable[Problem]) -> None:
     """Log each warning, at most `LOG_LIMIT_PER_KIND` per kind, then the count of the rest."""
     logged: Counter[str] = Counter()
     for problem in warnings:

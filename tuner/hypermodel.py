@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import keras
@@ -37,16 +38,20 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def resolve_weights(weights: str) -> str | None:
+def resolve_weights(weights: str, verify: bool = True) -> str | None:
     """Turn the `backbone.weights` setting into a local file path, or None for random weights.
 
     Runs before any training, so that a missing file or an offline machine
-    fails at once instead of in the first trial of every worker.
+    fails at once instead of in the first trial of every worker. With
+    `verify`, a weights file is also loaded into a ResNet50 backbone once.
     """
     if weights == "none":
         return None
     if weights != "imagenet":
-        return str(weights_file(weights))
+        path = str(weights_file(weights))
+        if verify:
+            check_weights_load(path)
+        return path
 
     cached = keras_cache_dir() / IMAGENET_FILE
     if cached.is_file():
@@ -68,6 +73,27 @@ def resolve_weights(weights: str) -> str | None:
     finally:
         socket.setdefaulttimeout(previous_timeout)
     return str(path)
+
+
+def check_weights_load(path: str) -> None:
+    """Load a weights file into a ResNet50 backbone; raise `WeightsError` naming the file if it does not fit.
+
+    A file of another model would otherwise fail in every trial, and each
+    failure would name only a layer, not the file.
+    """
+    # The input size does not matter: a backbone without its top has the same weights at any size.
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    try:
+        # Keras warns about each part of a wrong file before it raises; the error alone names the problem.
+        with warnings.catch_warnings(record=True):
+            backbone.load_weights(path)
+    except (OSError, ValueError, KeyError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"cannot load the backbone weights file {path}: {reason}. Pass --weights with the path "
+                           "to a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'.") from None
+    finally:
+        del backbone
+        keras.backend.clear_session()
 
 
 # A process that a supervisor started before has shown the warning already.

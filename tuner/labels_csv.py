@@ -24,6 +24,11 @@ DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 
 
+def count_fields(count: int) -> str:
+    """Return "1 field" or "N fields"."""
+    return "1 field" if count == 1 else f"{count} fields"
+
+
 @dataclass
 class LabelTable:
     """The parsed rows of a labels CSV, with the positions of the file and age columns."""
@@ -126,7 +131,7 @@ def read_labels(layout: DatasetLayout, problems: list[Problem]) -> LabelTable | 
         if len(fields) != len(header):
             problems.append(
                 Problem(
-                    f"{name} line {line} cannot be parsed: it has {len(fields)} fields but the header has "
+                    f"{name} line {line} cannot be parsed: it has {count_fields(len(fields))} but the header has "
                     f"{len(header)}. Check the delimiter and the quoting on that line.",
                     fatal=True,
                     line=line,

@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.data_check import DatasetLayout, check_dataset
-from tuner.errors import WeightsError
-from tuner.run import RunFolder
+from tuner.data import check_split_photos, load_split
+from tuner.data_check import DatasetLayout, check_dataset, log_warnings
+from tuner.errors import AgetuneError, WeightsError
+from tuner.run import RunFolder, run_folder_action
 from tuner.space import SearchSpace, load_space
+
+SWITCH_VALUES = ("auto", "on", "off")
+# Every HDF5 file starts with this signature, at byte 0 or after a user block of 512, 1024, 2048... bytes.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass
@@ -62,34 +67,77 @@ def default_run_dir(space: SearchSpace) -> Path:
     return Path("runs") / space.name
 
 
+def config_document(space: SearchSpace, layout: DatasetLayout, limit: int | None, synthetic: bool) -> dict[str, Any]:
+    """Return the run folder's config.json: the resolved space and where the data comes from."""
+    return {
+        "space_name": space.name,
+        "space": space.to_document(),
+        "data": {"root": str(layout.root.resolve()), "labels": layout.labels, "images": layout.images,
+                 "file_column": layout.file_column, "age_column": layout.age_column,
+                 "synthetic": synthetic, "limit": limit},
+    }
+
+
+def check_switch(value: str, name: str) -> None:
+    """Raise `AgetuneError` unless an on/off option (`--mixed-precision`, `--xla`) is auto, on or off."""
+    if value not in SWITCH_VALUES:
+        raise AgetuneError(f"--{name} must be auto, on or off, got {value!r}.")
+
+
 def weights_file(weights: str) -> Path | None:
     """Return the resolved path of a weights file setting, None for `imagenet` and `none`.
 
-    Raises `WeightsError` when the file does not exist.
+    Raises `WeightsError` when the file does not exist or is not an HDF5 file.
     """
     if weights in ("imagenet", "none"):
         return None
     path = Path(weights).expanduser()
+    how_to = "Pass --weights with the path to a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'."
     if not path.is_file():
-        raise WeightsError(f"backbone weights file {path} not found. Pass --weights with the path to "
-                           "a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'.")
+        raise WeightsError(f"backbone weights file {path} not found. {how_to}")
+    if not _is_hdf5(path):
+        raise WeightsError(f"backbone weights file {path} is not an HDF5 (.h5) file. {how_to}")
     return path.resolve()
 
 
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as file:
+        offset = 0
+        while True:
+            file.seek(offset)
+            head = file.read(len(HDF5_SIGNATURE))
+            if head == HDF5_SIGNATURE:
+                return True
+            if len(head) < len(HDF5_SIGNATURE):
+                return False
+            offset = 512 if offset == 0 else offset * 2
+
+
 def check_before_tensorflow(options: SearchOptions) -> None:
-    """Check the space, the weights file and the labels CSV; raise the first fatal error found.
+    """Check the options, space, weights file, run folder and labels CSV; raise the first fatal error found.
 
     The photos are only checked for existence here; `prepare_search` decodes
-    them. A run folder that already has its data split is left to
-    `prepare_search`: a resumed search trains on that split, not on the
-    dataset folder as it is now.
+    them. A resumed search trains on the split saved in its run folder, so
+    for a resume the photos of that split are checked instead of the dataset
+    folder.
     """
+    check_switch(options.mixed_precision, "mixed-precision")
+    check_switch(options.xla, "xla")
     space = options.resolved_space()
     weights_file(space.setting("backbone.weights"))
-    if options.data is None:
-        return
     run = RunFolder(Path(options.run_dir) if options.run_dir else default_run_dir(space))
-    if run.split_path.exists() and not options.overwrite:
+    if options.data is None:
+        # The synthetic dataset's config is only known once it exists; prepare_search compares it.
+        run_folder_action(run, None, options.overwrite)
         return
     layout = DatasetLayout(root=Path(options.data), **options.layout)
-    check_dataset(layout, verify_images=False).raise_if_fatal()
+    action, _ = run_folder_action(run, config_document(space, layout, options.limit, synthetic=False),
+                                  options.overwrite)
+    if action == "resume" and run.split_path.exists():
+        check_split_photos(load_split(run.split_path), run.split_path)
+        return
+    check = check_dataset(layout, verify_images=False)
+    if check.fatal:
+        # The error refers to the rows named in the warnings, so they come first.
+        log_warnings(check.warnings)
+        check.raise_if_fatal()

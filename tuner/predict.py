@@ -328,8 +328,15 @@ def predict_photos(model: Path, photos: list[Path], out: Path | None, threshold:
     if not files:
         raise AgetuneError("no photos to estimate: the folders given contain no "
                            + "/".join(sorted(PHOTO_SUFFIXES)) + " files. Pass photos or folders of photos.")
+    missing = [str(path) for path in files if not path.exists()]
+    if len(missing) == len(files):
+        # Loading a model takes seconds; a mistyped path should not wait for it.
+        raise AgetuneError("no such file or folder: " + ", ".join(missing[:5])
+                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                           + ". Pass photos or folders of photos.")
     predictor = load_predictor(model)
-    log.info("estimating %d photos with %s (%s, %dx%d px)", len(files), predictor.path, predictor.kind,
+    log.info("estimating %s with %s (%s, %dx%d px)", "1 photo" if len(files) == 1 else f"{len(files)} photos",
+             predictor.path, predictor.kind,
              *predictor.image_size)
     estimates = estimate_ages(predictor, files)
 

@@ -147,6 +147,65 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise RunFolderError(f"{path} is damaged ({error}). Rerun the search into a new --run folder.") from None
 
 
+#: Keys of every config.json that agetune writes; a config.json without them belongs to something else.
+CONFIG_KEYS = frozenset({"space_name", "space", "data"})
+
+
+def run_folder_action(run: RunFolder, config: dict[str, Any] | None, overwrite: bool) -> tuple[str, str | None]:
+    """Decide what a search does with its run folder, and change nothing.
+
+    Returns the action and, for "restart", how the configuration changed:
+    "new" (no folder, or an empty one), "overwrite" (delete an earlier
+    search), "resume" (the same search again), or "restart" (a search whose
+    configuration changed before its first trial). Raises `RunFolderError`
+    for a path that is a file, a folder that agetune did not write, or one
+    that holds a search with another configuration. A `config` of None skips
+    that last comparison.
+    """
+    if run.path.exists() and not run.path.is_dir():
+        raise RunFolderError(f"--run {run.path} is a file, not a folder. Pass a folder for the run's files.")
+    if not run.path.exists() or not any(run.path.iterdir()):
+        return "new", None
+    previous = _agetune_config(run)
+    if overwrite:
+        if previous is None and not run.tuner_dir.exists():
+            raise RunFolderError(f"{run.path} exists and is not an agetune run folder; refusing to delete it. "
+                                 "Pick another --run folder.")
+        return "overwrite", None
+    if previous is None:
+        raise RunFolderError(f"{run.path} exists and is not an agetune run folder (it has no config.json that "
+                             "agetune wrote). Pick another --run folder.")
+    difference = None if config is None else describe_difference(previous, config)
+    if difference is None:
+        return "resume", None
+    if not run.tuner_dir.exists():
+        return "restart", difference
+    raise RunFolderError(f"{run.path} holds a search with another configuration ({difference}). "
+                         "Pass another --run folder, or --overwrite to delete it and start afresh.")
+
+
+def _agetune_config(run: RunFolder) -> dict[str, Any] | None:
+    """Return the folder's config.json if agetune wrote it, else None."""
+    try:
+        config = json.loads(run.config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return config if isinstance(config, dict) and CONFIG_KEYS <= set(config) else None
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
+    """Return the first setting that differs between two configurations, as "key was X, now Y", or None."""
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found = describe_difference(before, after, f"{prefix}{key}.")
+            if found:
+                return found
+        elif before != after:
+            return f"{prefix}{key} was {before!r}, now {after!r}"
+    return None
+
+
 def open_run(path: str | Path) -> RunFolder:
     """Return the run folder at `path`; raise RunFolderError if it is not one."""
     run = RunFolder(Path(path))

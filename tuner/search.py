@@ -36,15 +36,15 @@ import pandas as pd
 import tensorflow as tf
 
 from tuner import __version__
-from tuner.data import (DatasetLayout, load_dataset, load_split, make_dataset, save_split,
+from tuner.data import (DatasetLayout, check_split_photos, load_dataset, load_split, make_dataset, save_split,
                         split_dataset)
 from tuner.errors import AgetuneError, RunFolderError
 from tuner.hypermodel import AgeHyperModel, resolve_weights
 from tuner.logs import attach_log_file
 # SearchOptions and default_run_dir are imported from here by callers too.
-from tuner.options import SearchOptions, default_run_dir  # noqa: F401
-from tuner.run import (RunFolder, atomic_write_json, atomic_write_text, format_duration, select_best_trial,
-                       write_trials_csv)
+from tuner.options import SearchOptions, check_switch, config_document, default_run_dir  # noqa: F401
+from tuner.run import (RunFolder, atomic_write_json, atomic_write_text, format_duration, run_folder_action,
+                       select_best_trial, write_trials_csv)
 from tuner.space import SearchSpace, load_space, parse_space
 
 log = logging.getLogger(__name__)
@@ -307,32 +307,8 @@ def gpu_count() -> int:
 
 def resolve_switch(value: str, name: str) -> bool:
     """Turn an `auto`/`on`/`off` option into a decision; `auto` means on when a GPU is present."""
-    if value not in ("auto", "on", "off"):
-        raise AgetuneError(f"--{name} must be auto, on or off, got {value!r}.")
+    check_switch(value, name)
     return gpu_count() > 0 if value == "auto" else value == "on"
-
-
-def _config_document(space: SearchSpace, layout: DatasetLayout, options: SearchOptions,
-                     synthetic: bool) -> dict[str, Any]:
-    return {
-        "space_name": space.name,
-        "space": space.to_document(),
-        "data": {"root": str(layout.root.resolve()), "labels": layout.labels, "images": layout.images,
-                 "file_column": layout.file_column, "age_column": layout.age_column,
-                 "synthetic": synthetic, "limit": options.limit},
-    }
-
-
-def _describe_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            found = _describe_difference(before, after, f"{prefix}{key}.")
-            if found:
-                return found
-        elif before != after:
-            return f"{prefix}{key} was {before!r}, now {after!r}"
-    return None
 
 
 def prepare_search(options: SearchOptions) -> PreparedSearch:
@@ -354,7 +330,7 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
         layout = DatasetLayout(root=Path(options.data), **options.layout)
 
     run = RunFolder(Path(options.run_dir) if options.run_dir else default_run_dir(space))
-    config = _config_document(space, layout, options, synthetic)
+    config = config_document(space, layout, options.limit, synthetic)
     resumed = _claim_run_folder(run, config, options.overwrite)
     if options.log_prefix is not None:
         attach_log_file(run.log_path, prefix=options.log_prefix)
@@ -362,11 +338,13 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     if resumed:
         log.log(setup_level, "resuming the search in %s", run.path)
 
-    weights_path = resolve_weights(space.setting("backbone.weights"))
+    # A process that does not show the setup again was started by one that checked the weights file.
+    weights_path = resolve_weights(space.setting("backbone.weights"), verify=options.log_setup)
 
     if run.split_path.exists():
         # Every trial and every report of a run sees the same split, also after a resume.
         split = load_split(run.split_path)
+        check_split_photos(split, run.split_path)
     else:
         frame = load_dataset(layout)
         if options.limit is not None and options.limit < len(frame):
@@ -381,35 +359,21 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
 
 def _claim_run_folder(run: RunFolder, config: dict[str, Any], overwrite: bool) -> bool:
     """Make `run` this search's folder; return True when it holds an earlier part of the same search."""
-    resumed = False
-    if run.path.exists() and any(run.path.iterdir()):
-        if overwrite:
-            if not run.config_path.exists() and not run.tuner_dir.exists():
-                raise RunFolderError(f"{run.path} exists and is not an agetune run folder; refusing to delete it. "
-                                     "Pick another --run folder.")
-            log.warning("--overwrite: deleting %s (tuner state, %d trial records, checkpoints, trials.csv)",
-                        run.path, len(list(run.trials_dir.glob("*.json"))))
-            shutil.rmtree(run.path)
-        elif run.config_path.exists():
-            previous = run.read_config()
-            difference = _describe_difference(previous, config)
-            if difference and not run.tuner_dir.exists():
-                # An earlier attempt stopped before its first trial (a data error,
-                # say): nothing of it is worth keeping, and its split may come
-                # from the other configuration.
-                log.info("replacing the configuration of %s, whose search never started (%s)", run.path, difference)
-                run.config_path.unlink()
-                run.split_path.unlink(missing_ok=True)
-            elif difference:
-                raise RunFolderError(f"{run.path} holds a search with another configuration ({difference}). "
-                                     "Pass another --run folder, or --overwrite to delete it and start afresh.")
-            resumed = True
-        else:
-            raise RunFolderError(f"{run.path} exists and is not an agetune run folder. Pick another --run folder.")
+    action, difference = run_folder_action(run, config, overwrite)
+    if action == "overwrite":
+        log.warning("--overwrite: deleting %s (tuner state, %d trial records, checkpoints, trials.csv)",
+                    run.path, len(list(run.trials_dir.glob("*.json"))))
+        shutil.rmtree(run.path)
+    elif action == "restart":
+        # An earlier attempt stopped before its first trial (a data error, say): nothing of it is
+        # worth keeping, and its split may come from the other configuration.
+        log.info("replacing the configuration of %s, whose search never started (%s)", run.path, difference)
+        run.config_path.unlink()
+        run.split_path.unlink(missing_ok=True)
     run.path.mkdir(parents=True, exist_ok=True)
     if not run.config_path.exists():
         atomic_write_json(run.config_path, config)
-    return resumed
+    return action in ("resume", "restart")
 
 
 def baseline_values() -> dict[str, Any]:

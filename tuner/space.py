@@ -331,7 +331,8 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             raise SpaceError(f"search space '{name_or_path}' not found." + _nearest(str(name_or_path), names)
                              + " Shipped spaces: " + ", ".join(names) + "; or pass a path to a .toml file.")
     if not path.is_file():
-        raise SpaceError(f"search space file {path} not found.")
+        raise SpaceError(f"search space file {path} not found. Check the path, or pass a shipped space: "
+                         + ", ".join(available_spaces()) + ".")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
