@@ -68,6 +68,7 @@ PROBLEMS = {
     "missing-weights-file": "error: backbone weights file {root}/resnet.h5 not found.",
     "text-weights-file": "error: backbone weights file {root}/labels.csv is not an HDF5 (.h5) file.",
     "bad-switch": "error: --mixed-precision must be auto, on or off, got 'yes'.",
+    "misspelled-tuner": "error: --tuner: value 'hyperbnd' must be one of 'hyperband', 'random', 'bayesian'.",
     "run-is-a-file": "error: --run {run} is a file, not a folder.",
     "foreign-run-folder": "error: {run} exists and is not an agetune run folder",
 }
@@ -93,6 +94,8 @@ def test_search_input_errors_come_before_tensorflow(problem: str, tmp_path: Path
         arguments += ["--weights", str(root / "labels.csv")]
     elif problem == "bad-switch":
         arguments += ["--mixed-precision", "yes"]
+    elif problem == "misspelled-tuner":
+        arguments += ["--tuner", "hyperbnd"]
     elif problem == "run-is-a-file":
         run.write_text("not a folder", encoding="utf-8")
     else:

@@ -15,11 +15,16 @@ from typing import Any
 
 from tuner.data import check_split_photos, load_split
 from tuner.data_check import DatasetLayout, check_dataset, log_warnings
-from tuner.errors import AgetuneError, WeightsError
+from tuner.errors import AgetuneError, SpaceError, WeightsError
 from tuner.run import RunFolder, run_folder_action
-from tuner.space import SearchSpace, load_space
+from tuner.space import SearchSpace, load_space, setting_problem
 
 SWITCH_VALUES = ("auto", "on", "off")
+#: Space keys that command-line options replace: the SearchOptions field and the option of each.
+OVERRIDE_OPTIONS = {"search.tuner": ("tuner", "--tuner"), "backbone.weights": ("weights", "--weights"),
+                    "data.image_size": ("image_size", "--image-size"),
+                    "search.max_epochs": ("max_epochs", "--max-epochs"),
+                    "search.max_trials": ("max_trials", "--max-trials")}
 # Every HDF5 file starts with this signature, at byte 0 or after a user block of 512, 1024, 2048... bytes.
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -51,14 +56,18 @@ class SearchOptions:
 
     def overrides(self) -> dict[str, Any]:
         """Return the space keys that command-line options replace."""
-        pairs = {"search.tuner": self.tuner, "backbone.weights": self.weights, "data.image_size": self.image_size,
-                 "search.max_epochs": self.max_epochs, "search.max_trials": self.max_trials}
+        pairs = {key: getattr(self, field_name) for key, (field_name, _) in OVERRIDE_OPTIONS.items()}
         return {key: value for key, value in pairs.items() if value is not None}
 
     def resolved_space(self) -> SearchSpace:
         """Load the space file with the command-line overrides; raise `SpaceError` if either is invalid."""
         space = load_space(self.space)
         overrides = self.overrides()
+        for key, value in overrides.items():
+            # Checked here, so that the error names the option rather than the space file.
+            problem = setting_problem(key, value)
+            if problem:
+                raise SpaceError(f"{OVERRIDE_OPTIONS[key][1]}: value {value!r} {problem}.")
         return space.with_overrides(overrides) if overrides else space
 
 

@@ -276,6 +276,12 @@ def _parse_param(key: str, table: dict[str, Any], setting: Setting) -> Param:
     return Param(key, kind, spec)
 
 
+def setting_problem(key: str, value: Any) -> str | None:
+    """Return what is wrong with `value` for the fixed setting `key` ("must be one of ..."), or None."""
+    section, _, name = key.partition(".")
+    return SCHEMA[section][name].check(value)
+
+
 def parse_space(document: dict[str, Any], name: str = "space", source: Path | None = None) -> SearchSpace:
     """Validate a parsed space document and return the `SearchSpace`; raise SpaceError on the first problem."""
     where = f" in {source}" if source else ""
