@@ -16,7 +16,7 @@ from tuner.data import DatasetLayout
 
 
 @pytest.mark.parametrize("verbose_at", ["before", "after"])
-def test_verbose_before_or_after_the_command(verbose_at: str, make_faces: Callable[..., DatasetLayout]) -> None:
+def test_verbose_before_or_after_command(verbose_at: str, make_faces: Callable[..., DatasetLayout]) -> None:
     root = str(make_faces().root)
     arguments = ["-v", "data", root] if verbose_at == "before" else ["data", root, "--verbose"]
 
@@ -75,7 +75,7 @@ PROBLEMS = {
 
 
 @pytest.mark.parametrize("problem", list(PROBLEMS))
-def test_search_input_errors_come_before_tensorflow(problem: str, tmp_path: Path,
+def test_search_errors_before_tensorflow(problem: str, tmp_path: Path,
                                                     make_faces: Callable[..., DatasetLayout]) -> None:
     root = make_faces().root
     run = tmp_path / "run"

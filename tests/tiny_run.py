@@ -21,9 +21,8 @@ batch_size = 8
 weights = "none"
 [head]
 # After one epoch, BatchNorm's moving averages are still near their start, so a relu output
-# can be 0 for every validation photo; a small change in training, such as another order of
-# float additions on a busy machine, decides whether it is. Tests that compare estimates need
-# them to vary, so the tiny run's output is linear.
+# can be 0 for every validation photo. Small differences in float rounding decide whether it is.
+# Tests that compare estimates need them to vary, so the tiny run's output is linear.
 output_activation = "linear"
 [training]
 epochs = 1

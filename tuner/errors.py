@@ -26,3 +26,9 @@ class RunFolderError(AgetuneError):
 
 class WeightsError(AgetuneError):
     """The backbone weights cannot be loaded."""
+
+
+def first_line(message: str) -> str:
+    """Return the first non-empty line of an error message, cut at 300 characters."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else message

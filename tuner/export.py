@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from tuner.data import load_split
-from tuner.errors import AgetuneError, DataError, RunFolderError
+from tuner.errors import AgetuneError, DataError, RunFolderError, first_line
 from tuner.model_card import build_model_card, render_model_card
-from tuner.predict import Predictor, first_line, load_predictor, predict_photos
+from tuner.predict import Predictor, load_predictor, predict_photos
 from tuner.report import age_check, band_errors
 from tuner.run import RunFolder, open_run, read_trials, select_best_trial
 

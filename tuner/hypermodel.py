@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import keras_tuner
 
-from tuner.errors import WeightsError
+from tuner.errors import WeightsError, first_line
 from tuner.logs import is_first_start
 from tuner.options import weights_file
 from tuner.space import SearchSpace
@@ -88,7 +88,7 @@ def check_weights_load(path: str) -> None:
         with warnings.catch_warnings(record=True):
             backbone.load_weights(path)
     except (OSError, ValueError, KeyError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(str(error)) or type(error).__name__
         raise WeightsError(f"cannot load the backbone weights file {path}: {reason}. Pass --weights with the path "
                            "to a ResNet50 weights file without the top (.h5), 'imagenet' or 'none'.") from None
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import AgetuneError
+from tuner.errors import AgetuneError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +246,6 @@ def _clean_tf_message(message: str) -> str:
     """Keep the first line of a TensorFlow error without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
     text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", first_line(message))
     return re.sub(r"\s*\[Op:\w+\]\s*$", "", text)
-
-
-def first_line(message: str) -> str:
-    """Return the first non-empty line of an error message, cut at 300 characters."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else message
 
 
 def estimate_ages(predictor: Predictor, photos: Sequence[Path],

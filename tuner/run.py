@@ -159,7 +159,7 @@ def run_folder_action(run: RunFolder, config: dict[str, Any] | None, overwrite: 
     search), "resume" (the same search again), or "restart" (a search whose
     configuration changed before its first trial). Raises `RunFolderError`
     for a path that is a file, a folder that agetune did not write, or one
-    that holds a search with another configuration. A `config` of None skips
+    that contains a search with another configuration. A `config` of None skips
     that last comparison.
     """
     if run.path.exists() and not run.path.is_dir():
